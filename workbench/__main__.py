@@ -1,0 +1,4 @@
+"""python -m workbench ..."""
+from workbench.cli import main
+
+raise SystemExit(main())
