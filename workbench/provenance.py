@@ -22,7 +22,12 @@ RESULTS = REPO_ROOT / "results"
 
 
 def git_hash() -> str:
-    """The repo's HEAD commit (with '+dirty' if the tree has changes), or 'unknown'."""
+    """The repo's HEAD commit (with '+dirty' if the tree has changes), or 'unknown'.
+
+    $WORKBENCH_GIT_HASH overrides it, for copies of the tree without .git (a GPU machine).
+    """
+    if os.environ.get("WORKBENCH_GIT_HASH"):
+        return os.environ["WORKBENCH_GIT_HASH"]
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT,
                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()

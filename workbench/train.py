@@ -162,6 +162,7 @@ def train(model: nn.Module, train_data: Dataset | Batches, val_data: Dataset | B
     model.to(dev)
     if dev.type == "cuda":
         model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest
     loader = _loader(train_data, cfg.batch_size, True, dev, cfg.seed)
     steps = len(loader)
     opt = make_optimizer(model, cfg)
