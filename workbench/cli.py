@@ -8,7 +8,10 @@ from pathlib import Path
 
 # name -> (module, function, help). Each function takes (quick: bool, out_dir: Path) and writes
 # its tables and figures there; imported lazily so `--help` stays fast.
-EXPERIMENTS: dict[str, tuple[str, str, str]] = {}
+EXPERIMENTS: dict[str, tuple[str, str, str]] = {
+    "baselines": ("workbench.experiments.baselines", "collect_baselines",
+                  "dense CIFAR-10 accuracy table and curves from runs/cifar10/*.json"),
+}
 
 
 def register_experiment(name: str, module: str, function: str, help_text: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -59,3 +60,59 @@ def train_baseline(model: str, dataset: str, out: Path, epochs: int = 40, batch_
     print(f"{model} on {dataset}: test accuracy {100 * test['accuracy']:.2f}% "
           f"after {epochs} epochs; weights in {', '.join(str(f) for f in files)}")
     return record
+
+
+def collect_baselines(quick: bool = False, out_dir: Path = Path("results/baselines"),
+                      runs_dir: Path = Path("runs/cifar10")) -> "Any":
+    """Table and training curves of the dense runs recorded in runs_dir/*.json (from `train`).
+
+    Each row names the command that trained it and the machine it ran on; the JSON records are
+    copied next to the table so the curves can be redrawn without the weights. quick: train the
+    small CNN on digits for 3 epochs into out_dir/runs first and collect that (CI, no CIFAR-10).
+    """
+    import json
+
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from workbench.provenance import write_figure, write_table
+
+    if quick:
+        runs_dir = Path(out_dir) / "runs"
+        train_baseline("small_cnn", "digits", runs_dir / "small_cnn.pt", epochs=3, batch_size=64,
+                       lr=0.05, label_smoothing=0.0, device="cpu", progress=False)
+    records = []
+    for path in sorted(Path(runs_dir).glob("*.json")):
+        rec = json.loads(path.read_text())
+        if "test_accuracy" in rec and "history" in rec:
+            records.append(rec)
+            write_json(rec, Path(out_dir) / path.name)
+    if not records:
+        raise FileNotFoundError(f"no training records (*.json written by `python -m workbench "
+                                f"train`) in {runs_dir}")
+    rows = []
+    for r in records:
+        m = r["provenance"]["machine"]
+        best = max(h.get("val_acc", 0.0) for h in r["history"])
+        rows.append({"model": r["model"], "dataset": r["dataset"], "epochs": r["epochs"],
+                     "test_top1_%": 100 * r["test_accuracy"], "best_val_%": 100 * best,
+                     "train_min": sum(h["seconds"] for h in r["history"]) / 60,
+                     "machine": m.get("gpu", m["cpu"]), "command": r["provenance"]["command"],
+                     "git": r["provenance"]["git"]})
+    df = pd.DataFrame(rows)
+    prov = provenance(current_command(), {"runs_dir": str(runs_dir)})
+    write_table(df, Path(out_dir) / "dense", prov, title="Dense baselines (test top-1)", floatfmt=".2f")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for r in records:
+        ep = [h["epoch"] + 1 for h in r["history"]]
+        ax.plot(ep, [100 * h["val_acc"] for h in r["history"]], label=f"{r['model']} (val)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation top-1 (%)")
+    ax.set_ylim(50, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    write_figure(fig, Path(out_dir) / "dense_curves.png", prov)
+    plt.close(fig)
+    return df
