@@ -11,6 +11,16 @@ from pathlib import Path
 EXPERIMENTS: dict[str, tuple[str, str, str]] = {
     "baselines": ("workbench.experiments.baselines", "collect_baselines",
                   "dense CIFAR-10 accuracy table and curves from runs/cifar10/*.json"),
+    "sequitur-speed": ("workbench.experiments.sequitur_speed", "run",
+                       "Sequitur time vs input length, 10^4..10^6 symbols"),
+    "pruning-coverage": ("workbench.experiments.pruning", "pattern_coverage",
+                         "pattern-set coverage for K = 4, 6, 8, 12 (no training)"),
+    "pruning-curve": ("workbench.experiments.pruning", "compression_curve",
+                      "ADMM vs one-shot accuracy at 4x, 8x, 12x, 16x"),
+    "pruning-table1": ("workbench.experiments.pruning", "scheme_comparison",
+                       "Table 1: six pruning schemes at one rate"),
+    "pruning-characteristics": ("workbench.experiments.pruning", "characteristics_table",
+                                "8x pattern+connectivity models, accuracy before/after"),
 }
 
 

@@ -1,0 +1,109 @@
+"""compile(): whole networks against PyTorch, per-layer times, memory, save/load, library off."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from workbench.codegen import LR
+from workbench.codegen.frontend_torch import from_torch
+from workbench.codegen.runtime import compile
+
+from .helpers import PATTERNS8, pattern_pruned, rel_err
+from .test_frontend_torch import _randomise_bn
+
+pytestmark = pytest.mark.needs_numba
+
+
+def _pattern_prune(model: nn.Module, seed: int = 0) -> nn.Module:
+    """PatDNN-style masks on every 3x3 dense conv (8 patterns, 30% of kernels kept)."""
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.groups == 1:
+                mask = pattern_pruned(rng, m.out_channels, m.in_channels, 0.3, PATTERNS8) != 0
+                m.weight.mul_(torch.from_numpy(mask))
+    return model
+
+
+def _check(model: nn.Module, shape: tuple[int, int, int], batch: int = 2, **kw) -> None:
+    model = _randomise_bn(model)
+    net = compile(model, input_shape=shape, **kw)
+    x = torch.randn(batch, *shape)
+    y = net(x)
+    ref = model(x).detach()
+    assert isinstance(y, torch.Tensor) and y.shape == ref.shape
+    assert rel_err(y.numpy(), ref.numpy()) < 1e-4
+
+
+def test_tiny_cnn_end_to_end(tiny_cnn: nn.Module) -> None:
+    _check(_pattern_prune(tiny_cnn), (3, 8, 8))
+
+
+def test_generated_code_only(tiny_cnn: nn.Module) -> None:
+    _check(_pattern_prune(tiny_cnn), (3, 8, 8), library=False)
+
+
+def test_per_layer_time_and_memory(tiny_cnn: nn.Module) -> None:
+    net = compile(_pattern_prune(tiny_cnn), input_shape=(3, 8, 8))
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    y = net(x)
+    assert isinstance(y, np.ndarray) and y.shape == (1, 10)
+    assert list(net.last_times) == [l.name for l in net.lr.layers]
+    rows = net.profile(x, warmup=1, repeats=2)
+    assert [r["layer"] for r in rows] == list(net.last_times)
+    assert all(r["ms"] >= 0 for r in rows)
+    mem = net.memory(batch=1, measure_with=x)
+    assert mem["weights_bytes"] > 0 and mem["activations_peak_bytes"] >= 4 * 3 * 8 * 8
+    assert mem["measured_peak_bytes"] > 0
+    with pytest.raises(ValueError, match=r"expected input \(N, 3, 8, 8\)"):
+        net(np.zeros((1, 3, 9, 9), np.float32))
+
+
+def test_saved_lr_compiles_to_the_same_network(tiny_cnn: nn.Module, tmp_path: Path) -> None:
+    model = _randomise_bn(_pattern_prune(tiny_cnn))
+    path, _ = from_torch(model, (3, 8, 8)).save(tmp_path / "tiny.json")
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(compile(path)(x), compile(LR.load(path))(x))
+    assert rel_err(compile(path)(x), model(torch.from_numpy(x)).detach().numpy()) < 1e-4
+
+
+def test_small_cnn_zoo_model() -> None:
+    from workbench.models import build_model
+    _check(_pattern_prune(build_model("small_cnn", 10, 8).eval()), (3, 8, 8))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_cifar_networks(name: str) -> None:
+    from workbench.models import build_model
+    _check(_pattern_prune(build_model(name, 10, 32).eval()), (3, 32, 32), batch=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,size", [("vgg16", 32), ("resnet50", 32), ("vgg16", 224),
+                                       ("resnet50", 224), ("mobilenet_v2", 224)])
+def test_zoo_networks(name: str, size: int) -> None:
+    from workbench.models import build_model
+    _check(_pattern_prune(build_model(name, 10, size).eval()), (3, size, size), batch=1)
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize("name", ["small_cnn", "resnet18", "mobilenet_v2"])
+def test_c_emitter_networks(name: str) -> None:
+    from workbench.models import build_model
+    size = 8 if name == "small_cnn" else 32
+    _check(_pattern_prune(build_model(name, 10, size).eval()), (3, size, size),
+           emitter="c")
+
+
+@pytest.mark.needs_cc
+@pytest.mark.slow
+@pytest.mark.parametrize("name,size", [("vgg16", 32), ("resnet50", 32), ("vgg16", 224),
+                                       ("resnet50", 224), ("mobilenet_v2", 224)])
+def test_c_emitter_zoo_networks(name: str, size: int) -> None:
+    from workbench.models import build_model
+    _check(_pattern_prune(build_model(name, 10, size).eval()), (3, size, size), batch=1,
+           emitter="c")

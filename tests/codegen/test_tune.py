@@ -1,0 +1,63 @@
+"""Tuner: spaces counted, every measurement logged, the best replayed without measuring."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench.codegen.lr import conv_layer
+from workbench.codegen.tune import TuningLog, conv_space, layer_signature, tune_layer, \
+    tune_network
+
+from .helpers import pattern_pruned
+
+
+def _layer(o: int = 8, c: int = 8, k: int = 3):
+    rng = np.random.default_rng(0)
+    if k == 3:
+        return conv_layer(pattern_pruned(rng, o, c), padding=1)
+    return conv_layer(rng.standard_normal((o, c, 1, 1)).astype(np.float32))
+
+
+def test_space_sizes() -> None:
+    assert len(conv_space(_layer(), "c", vector=8)) == 4 * 3 * 2 * 2
+    assert len(conv_space(_layer(k=1), "c", vector=16)) == 5 * 3
+    assert len(conv_space(_layer(), "numba")) == 8
+
+
+def test_signature_separates_shapes_not_masks() -> None:
+    a, b = _layer(), conv_layer(pattern_pruned(np.random.default_rng(5), 8, 8), padding=1)
+    assert layer_signature(a, (8, 12, 12)) != layer_signature(a, (8, 14, 14))
+    assert layer_signature(a, (8, 12, 12)).split(":P")[0] == \
+        layer_signature(b, (8, 12, 12)).split(":P")[0]
+
+
+@pytest.mark.needs_cc
+def test_tune_logs_then_replays(tmp_path: Path) -> None:
+    log = TuningLog(tmp_path / "tune.jsonl")
+    layer = _layer()
+    best = tune_layer(layer, (8, 12, 12), "c", trials=3, log=log, threads=1, repeats=2)
+    recs = log.records()
+    assert len(recs) == 3 and all(r["threads"] == 1 and r["ms"] > 0 for r in recs)
+    assert best.to_dict() == min(recs, key=lambda r: r["ms"])["schedule"]
+    # replay: same answer, nothing measured
+    again = tune_layer(layer, (8, 12, 12), "c", trials=3, log=log, threads=1)
+    assert again == best and len(log.records()) == 3
+    # a torn last line (interrupted run) is skipped
+    with open(log.path, "a") as f:
+        f.write('{"signature": "x", "ms"')
+    assert len(log.records()) == 3
+
+
+@pytest.mark.needs_cc
+def test_tune_network_sets_schedules_once_per_signature(tmp_path: Path) -> None:
+    from workbench.codegen.lr import LR
+    l1, l2 = _layer(), _layer()
+    l2.name, l2.inputs = "conv2", ["conv"]
+    lr = LR({"input": [8, 10, 10]}, [l1, l2], ["conv2"])
+    tuned = tune_network(lr, "c", trials=2, log=TuningLog(tmp_path / "t.jsonl"), threads=1)
+    assert all(l.schedule is not None for l in tuned.layers)
+    assert len(TuningLog(tmp_path / "t.jsonl").records()) == 2
+    assert json.dumps(tuned.layers[0].schedule)

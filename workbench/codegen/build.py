@@ -1,0 +1,139 @@
+"""Build rendered source into callables, cached by a hash of the source.
+
+The cache folder is $WORKBENCH_CACHE (default ~/.cache/workbench). Numba sources become files
+there (so Numba's own on-disk cache keeps the machine code); C sources become shared libraries.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+_MODULES: dict[str, ModuleType] = {}
+
+
+def cache_dir(sub: str = "") -> Path:
+    """$WORKBENCH_CACHE/sub (default ~/.cache/workbench/sub), created if missing."""
+    root = Path(os.environ.get("WORKBENCH_CACHE") or Path.home() / ".cache" / "workbench")
+    d = root / sub if sub else root
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def debug() -> bool:
+    """True when WORKBENCH_DEBUG=1: print generated sources and chosen configs."""
+    return os.environ.get("WORKBENCH_DEBUG", "") not in ("", "0")
+
+
+def source_hash(src: str, *extra: str) -> str:
+    """Hex digest naming a build: the source plus anything else that changes the binary."""
+    h = hashlib.sha256(src.encode())
+    for e in extra:
+        h.update(b"\0" + e.encode())
+    return h.hexdigest()[:24]
+
+
+def _write_once(path: Path, text: str) -> None:
+    # Never rewrite an existing file: Numba's cache is keyed on the file's mtime.
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def build_numba(src: str, entry: str = "kernel") -> Callable:
+    """The function `entry` defined by Numba source src (module cached by source hash)."""
+    import numba
+
+    key = source_hash(src, numba.__version__)
+    mod = _MODULES.get(key)
+    if mod is None:
+        path = cache_dir("numba") / f"nb_{key}.py"
+        _write_once(path, src)
+        name = f"workbench_generated_nb_{key}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+        _MODULES[key] = mod
+    if not hasattr(mod, entry):
+        raise ValueError(f"generated module has no function {entry!r}")
+    return getattr(mod, entry)
+
+
+class CompilerError(RuntimeError):
+    """No C compiler, or the compiler rejected generated source (message has its output)."""
+
+
+_LIBS: dict[str, ctypes.CDLL] = {}
+C_FLAGS = ("-O3", "-march=native", "-std=gnu11", "-ffp-contract=fast", "-fopenmp", "-fPIC",
+           "-shared")
+
+
+def c_compiler() -> str:
+    """The C compiler: $CC, else cc / gcc / clang on PATH; CompilerError if there is none."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        raise CompilerError("no C compiler found: install gcc or clang (apt-get install gcc), "
+                            "or set CC; the Numba emitter needs none (emitter='numba')")
+    return cc
+
+
+def host_vector_width() -> int:
+    """Floats per SIMD register of this CPU: 16 (AVX-512), 8 (AVX2), 4 (SSE / NEON).
+
+    $WORKBENCH_VECTOR overrides it (e.g. 8 to try AVX2 code on an AVX-512 machine).
+    """
+    if os.environ.get("WORKBENCH_VECTOR"):
+        return int(os.environ["WORKBENCH_VECTOR"])
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    if " avx512f" in flags:
+        return 16
+    if " avx2" in flags:
+        return 8
+    return 4
+
+
+def _compiler_id(cc: str) -> str:
+    try:
+        return subprocess.run([cc, "--version"], capture_output=True, text=True,
+                              timeout=30).stdout.splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return cc
+
+
+def build_c(src: str, flags: tuple[str, ...] = C_FLAGS) -> ctypes.CDLL:
+    """Compile C source into a shared library (cached by source + flags + compiler) and load it."""
+    cc = c_compiler()
+    key = source_hash(src, " ".join(flags), _compiler_id(cc))
+    lib = _LIBS.get(key)
+    if lib is not None:
+        return lib
+    d = cache_dir("c")
+    so = d / f"k_{key}.so"
+    if not so.exists():
+        c_path = d / f"k_{key}.c"
+        _write_once(c_path, src)
+        tmp = d / f".k_{key}.{os.getpid()}.so"
+        # An argument list, never a shell string: only our own hashed paths reach the compiler.
+        res = subprocess.run([cc, *flags, "-o", str(tmp), str(c_path)], capture_output=True,
+                             text=True, timeout=600)
+        if res.returncode != 0:
+            raise CompilerError(f"{cc} failed on {c_path} (exit {res.returncode}):\n"
+                                f"{res.stderr[-4000:]}")
+        os.replace(tmp, so)
+    lib = ctypes.CDLL(str(so))
+    _LIBS[key] = lib
+    return lib

@@ -1,0 +1,431 @@
+"""C emitter: render_c(ir, schedule) -> C source of one layer's kernel (OpenMP, SIMD).
+
+Vectors are GCC/Clang vector extensions (`vector_size`), so one source serves AVX-512 (16
+floats), AVX2 (8) and NEON (4): the compiler maps each vector op to one instruction, and
+`a += w * x` becomes a fused multiply-add under -ffp-contract=fast. Every shape, stride,
+layout offset and pattern tap is a literal in the source; only the packed weights, the
+buffers and the batch size are arguments. Names from models never reach the source.
+
+Pattern convolutions (any kh x kw, any stride through phase-split inputs, groups) keep a
+tile_h x tile_w register tile of outputs for one filter while walking that filter's kernels
+pattern group by pattern group, with one straight-line body per pattern. Load redundancy
+elimination (Schedule.lre): each input row of the tile is loaded once per kernel and shared
+by every tap and output row that reads it (lre >= 1); the column-shifted copies the left and
+right taps need are made in registers from aligned loads (lre = 2).
+"""
+from __future__ import annotations
+
+from workbench.codegen.ir import ConvIR, Layout, is_pointwise_layer
+from workbench.codegen.schedule import Schedule
+
+PRELUDE = r"""#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define VW {vw}
+typedef float vf __attribute__((vector_size(VW * 4)));
+typedef int32_t vi __attribute__((vector_size(VW * 4)));
+static inline vf vld(const float *p) {{ vf v; memcpy(&v, p, sizeof v); return v; }}
+static inline void vst(float *p, vf v) {{ memcpy(p, &v, sizeof v); }}
+static inline vf vdup(float x) {{ vf v = {dup}; return v; }}
+static inline vf vrelu(vf v) {{ vi m = v > (vf){{0}}; return (vf)((vi)v & m); }}
+static inline vf vrelu6(vf v) {{
+  v = vrelu(v); vi m = v > vdup(6.0f);
+  return (vf)(((vi)v & ~m) | ((vi)vdup(6.0f) & m));
+}}
+static inline vf vkeep(vf v, int n) {{  /* zero lanes n.. (keeps a buffer's border zero) */
+  vi lane = {lanes}; vi m = lane < (vi){{0}} + n; return (vf)((vi)v & m);
+}}
+"""
+
+
+def _lanes(vw: int) -> str:
+    return "{" + ", ".join(str(i) for i in range(vw)) + "}"
+
+
+def _shift(vw: int, lo: str, hi: str, k: int) -> str:
+    """Lanes k .. k + VW - 1 of the concatenation lo:hi (one valignd / vperm2 on x86)."""
+    idx = ", ".join(str(k + i) for i in range(vw))
+    return f"__builtin_shufflevector({lo}, {hi}, {idx})"
+
+
+def _act(act: str, v: str) -> str:
+    return {"relu": f"vrelu({v})", "relu6": f"vrelu6({v})"}.get(act, v)
+
+
+def _store_lines(dst: Layout, wo: int, vw: int, act: str, th: int, tw: int, indent: str,
+                 col0: str, row0: str, acc: str = "a") -> list[str]:
+    """Store the th x tw accumulator tile at output (row0 + t, col0 + VW * j) of dst."""
+    L = []
+    row_room = dst.row_stride - dst.left  # floats from column 0 of a row to its end
+    for t in range(th):
+        L.append(f"{indent}{{ float *yr = yo + (size_t)({row0} + {t + dst.top}) * {dst.row_stride}"
+                 f" + {dst.left} + {col0};")
+        for j in range(tw):
+            v = _act(act, f"{acc}{t}_{j}")
+            # Columns col0 + VW*j .. are valid while < wo: a partial last vector is masked
+            # (if the row has room, keeping the zero border) or written lane by lane.
+            L.append(f"{indent}  if ({col0} + {vw * (j + 1)} <= {wo}) vst(yr + {vw * j}, {v});")
+            if row_room >= -(-wo // vw) * vw:
+                L.append(f"{indent}  else vst(yr + {vw * j}, vkeep({v}, {wo} - {col0} - {vw * j}));")
+            else:
+                L.append(f"{indent}  else {{ vf tv = {v}; for (int l = 0; l < {wo} - {col0} - "
+                         f"{vw * j}; ++l) yr[{vw * j} + l] = tv[l]; }}")
+        L.append(f"{indent}}}")
+    return L
+
+
+def _steps(ir: ConvIR) -> tuple[int, int]:
+    """(row step, column step) between neighbouring outputs in the input buffer: the stride
+    when a strided conv reads a plain (not phase-split) buffer, else 1."""
+    if ir.src.phases == 1:
+        return ir.stride
+    return 1, 1
+
+
+def _even(vw: int, a: str, b: str) -> str:
+    """Lanes 0, 2, 4, .. of the concatenation a:b (a stride-2 gather of 2 * VW floats)."""
+    return f"__builtin_shufflevector({a}, {b}, {', '.join(str(2 * i) for i in range(vw))})"
+
+
+def _pattern_body(ir: ConvIR, p: int, th: int, tw: int, lre: int, indent: str) -> list[str]:
+    """Straight-line code adding one kernel of pattern p into the th x tw tile."""
+    vw = ir.vector
+    src = ir.src
+    rs, cs = _steps(ir)
+    taps = ir.taps[p]
+    L = [f"{indent}const vf w{t} = vdup(w[{t}]);" for t in range(len(taps))]
+    # (plane, buffer row offset from output row) -> list of (tap index, column offset)
+    rows: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for t, (dy, dx) in enumerate(taps):
+        ph, ro, co = ir.phase_tap(dy, dx)
+        rows.setdefault((ph, ro), []).append((t, co))
+
+    def load(r: str, co: int, j: int) -> str:
+        if cs == 1:
+            return f"vld({r} + {vw * j + co})"
+        # stride 2 on a plain buffer: two loads, keep the even lanes
+        return _even(vw, f"vld({r} + {cs * vw * j + co})", f"vld({r} + {cs * vw * j + co + vw})")
+
+    if lre == 0:
+        # Every (tap, output row, vector) loads its own (unaligned) input vector.
+        for (ph, ro), tl in sorted(rows.items()):
+            for t_out in range(th):
+                base = f"(xc + {ph * src.plane} + (size_t)({rs} * oy0 + {rs * t_out + ro}) * " \
+                       f"{src.row_stride})"
+                for t, co in tl:
+                    for j in range(tw):
+                        L.append(f"{indent}a{t_out}_{j} += w{t} * {load(base, co, j)};")
+        return L
+    # Buffer row u = rs * t + ro: for each distinct (plane, u), load once and feed every
+    # output row t and tap that reads it.
+    by_u: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for (ph, ro), tl in rows.items():
+        for t_out in range(th):
+            for t, co in tl:
+                by_u.setdefault((ph, rs * t_out + ro), []).append((t_out, t, co))
+    for (ph, u), uses in sorted(by_u.items()):
+        L.append(f"{indent}{{ const float *r = xc + {ph * src.plane} + (size_t)({rs} * oy0 + {u})"
+                 f" * {src.row_stride};")
+        cos = sorted({co for _, _, co in uses})
+        if lre == 2 and cs == 1:
+            need = sorted({j + co // vw + d for co in cos for j in range(tw)
+                           for d in ((0, 1) if co % vw else (0,))})
+            L += [f"{indent}  const vf v{m} = vld(r + {vw * m});" for m in need]
+            for co in cos:
+                q, rem = divmod(co, vw)
+                for j in range(tw):
+                    expr = f"v{j + q}" if rem == 0 else _shift(vw, f"v{j + q}", f"v{j + q + 1}", rem)
+                    L.append(f"{indent}  const vf s{co}_{j} = {expr};")
+        else:
+            for co in cos:
+                L += [f"{indent}  const vf s{co}_{j} = {load('r', co, j)};" for j in range(tw)]
+        for t_out, t, co in uses:
+            for j in range(tw):
+                L.append(f"{indent}  a{t_out}_{j} += w{t} * s{co}_{j};")
+        L.append(f"{indent}}}")
+    return L
+
+
+def even_split(n: int, t: int) -> tuple[int, int, int, int]:
+    """n vectors in ceil(n / t) tiles as even as possible: (wide, n_wide, narrow, n_narrow),
+    wide = narrow + 1; e.g. 7 by 3 -> 3, 2, 2 rather than 3, 3, 1 (a one-vector tile has too
+    few accumulators to hide the FMA latency)."""
+    k = -(-n // t)
+    base, extra = divmod(n, k)
+    return base + 1, extra, base, k - extra
+
+
+def _tile_start(ct: str, wide: int, n_wide: int, narrow: int, vw: int) -> tuple[str, str]:
+    """C expressions (start column of tile ct if wide, if narrow)."""
+    return f"{ct} * {wide * vw}", f"({n_wide * wide} + ({ct} - {n_wide}) * {narrow}) * {vw}"
+
+
+def _rows_used(ir: ConvIR, p: int, th: int) -> list[tuple[int, int]]:
+    """(plane, buffer row from rs * oy0) pairs that pattern p reads for a th-row tile."""
+    rs, _ = _steps(ir)
+    out = set()
+    for dy, dx in ir.taps[p]:
+        ph, ro, _ = ir.phase_tap(dy, dx)
+        out |= {(ph, rs * t + ro) for t in range(th)}
+    return sorted(out)
+
+
+def _tile_function(ir: ConvIR, th: int, tw: int, lre: int, prefetch: int = 0) -> list[str]:
+    """static void tile_{tw}(...): one filter, output rows oy0.., columns x0.. (tw vectors)."""
+    src, dst = ir.src, ir.dst
+    rs, cs = _steps(ir)
+    L = [f"static void tile_{tw}(const float *restrict xn, float *restrict yo, int oy0, int x0,",
+         "                   const int32_t *restrict kp, const int32_t *restrict wp,",
+         "                   const int32_t *restrict cidx, const float *restrict wts, int cb,"
+         " float bias) {"]
+    L += [f"  vf a{t}_{j} = vdup(bias);" for t in range(th) for j in range(tw)]
+    for p, taps in enumerate(ir.taps):
+        L += [f"  /* pattern {p}: taps {list(taps)} */",
+              f"  {{ const float *w = wts + wp[{p}];",
+              f"    for (int k = kp[{p}]; k < kp[{p + 1}]; ++k, w += {len(taps)}) {{",
+              f"      const float *xc = xn + (size_t)(cb + cidx[k]) * {src.chan} + {cs} * x0;"]
+        if prefetch:
+            # The next kernel's rows (cidx has a spare entry at the end, so k + 1 is safe).
+            L.append(f"      const float *xq = xn + (size_t)(cb + cidx[k + 1]) * {src.chan} + "
+                     f"{cs} * x0;")
+            for ph, u in _rows_used(ir, p, th):
+                for line in range(0, cs * (tw + 1) * ir.vector, 16):
+                    L.append(f"      __builtin_prefetch(xq + {ph * src.plane} + (size_t)({rs} * oy0"
+                             f" + {u}) * {src.row_stride} + {line});")
+        L += _pattern_body(ir, p, th, tw, lre, "      ")
+        L += ["    }", "  }"]
+    L += _store_lines(dst, ir.wo, ir.vector, ir.act, th, tw, "  ", "x0", "oy0")
+    L.append("}")
+    return L
+
+
+def render_conv(ir: ConvIR, sched: Schedule) -> str:
+    """C source of `int wb_conv(xin, yout, kptr, cidx, wptr, wts, bias, order, n, threads)`.
+
+    xin: (N, src.image) float32 in ir.src's layout; yout: (N, dst.image) float32 in ir.dst's
+    layout; kptr, wptr: (O, P + 1) int32; cidx: (K,) int32; wts: float32; bias: (O,) float32;
+    order: (O,) int32 (the FKW packing, storage.FKW). Returns 0.
+    """
+    vw = ir.vector
+    th = min(int(sched.tile_h), ir.ho)
+    ncv = -(-ir.wo // vw)                  # vectors per output row
+    tw = min(int(sched.tile_w), ncv)
+    wide, n_wide, narrow, n_narrow = even_split(ncv, tw)
+    nrt = -(-ir.ho // th)
+    P = len(ir.taps)
+    what = (f"conv {ir.o}x{ir.c}x{ir.kernel[0]}x{ir.kernel[1]} on {ir.h}x{ir.w}, stride "
+            f"{ir.stride}, pad {ir.padding}, dilation {ir.dilation}, groups {ir.groups}, "
+            f"{P} patterns, act {ir.act}; schedule {sched.to_dict()}")
+    L = [f"/* Generated by workbench.codegen.render_c: {what} */",
+         PRELUDE.format(vw=vw, lanes=_lanes(vw), dup="{" + ", ".join(["x"] * vw) + "}")]
+    for width in sorted({wide if n_wide else 0, narrow if n_narrow else 0} - {0}):
+        L += _tile_function(ir, th, width, sched.lre, sched.prefetch)
+    # Jobs: (image, row tile, filter slot) with filters fastest for parallel="rows" (a
+    # thread's jobs share input rows), row tiles fastest for "filters"; loop_order
+    # "cols_filter" adds the column tile to the job, inside the row tile, outside filters.
+    ncols = n_wide + n_narrow
+    per_job_cols = sched.loop_order == "filter_cols"
+    nct = 1 if per_job_cols else ncols
+    if sched.parallel == "rows":
+        split = [f"    const int i = (int)(job % {ir.o});",
+                 f"    const long r = job / {ir.o};",
+                 f"    const int ct = (int)(r % {nct});",
+                 f"    const int rt = (int)((r / {nct}) % {nrt}), n = (int)(r / {nct * nrt});"]
+    else:
+        split = [f"    const int rt = (int)(job % {nrt});",
+                 f"    const long r = job / {nrt};",
+                 f"    const int ct = (int)(r % {nct});",
+                 f"    const int i = (int)((r / {nct}) % {ir.o}), n = (int)(r / {nct * ir.o});"]
+    args = "kp, wp, cidx, wts, cb, bias[f]"
+    if per_job_cols:
+        cols = ["    (void)ct;"]
+        if n_wide:
+            cols += [f"    for (int c = 0; c < {n_wide}; ++c)",
+                     f"      tile_{wide}(xn, yo, oy0, c * {wide * vw}, {args});"]
+        if n_narrow:
+            cols += [f"    for (int c = 0; c < {n_narrow}; ++c)",
+                     f"      tile_{narrow}(xn, yo, oy0, ({n_wide * wide} + c * {narrow}) * {vw}, "
+                     f"{args});"]
+    else:
+        at_wide, at_narrow = _tile_start("ct", wide, n_wide, narrow, vw)
+        if n_wide and n_narrow:
+            cols = [f"    if (ct < {n_wide}) tile_{wide}(xn, yo, oy0, {at_wide}, {args});",
+                    f"    else tile_{narrow}(xn, yo, oy0, {at_narrow}, {args});"]
+        elif n_wide:
+            cols = [f"    tile_{wide}(xn, yo, oy0, {at_wide}, {args});"]
+        else:
+            cols = [f"    tile_{narrow}(xn, yo, oy0, {at_narrow}, {args});"]
+    L += ["",
+          "int wb_conv(const float *restrict xin, float *restrict yout, const int32_t *restrict kptr,",
+          "            const int32_t *restrict cidx, const int32_t *restrict wptr,",
+          "            const float *restrict wts, const float *restrict bias,",
+          "            const int32_t *restrict order, int n_img, int threads) {",
+          f"  const long jobs = (long)n_img * {nrt} * {nct} * {ir.o};",
+          # "filters": whole filters dealt out in turn, so reordered (sorted) filters give
+          # every thread the same mix of heavy and light ones
+          "  #pragma omp parallel for schedule(static) num_threads(threads)"
+          if sched.parallel == "rows" else
+          f"  #pragma omp parallel for schedule(static, {nrt * nct}) num_threads(threads)",
+          "  for (long job = 0; job < jobs; ++job) {"]
+    L += split
+    L += ["    const int f = order[i];",
+          # The last row tile is moved up to end at the last row: it recomputes a few rows
+          # instead of needing a second, shorter tile body.
+          f"    int oy0 = rt * {th}; if (oy0 > {ir.ho - th}) oy0 = {ir.ho - th};",
+          f"    const float *xn = xin + (size_t)n * {ir.src.image};",
+          f"    float *yo = yout + (size_t)n * {ir.dst.image} + (size_t)f * {ir.dst.chan};",
+          f"    const int cb = (f / {ir.opg}) * {ir.cg};",
+          f"    const int32_t *kp = kptr + (size_t)i * {P + 1}, *wp = wptr + (size_t)i * {P + 1};",
+          ]
+    L += cols
+    L += ["  }", "  return 0;", "}", ""]
+    return "\n".join(L)
+
+
+def pointwise_rows(ir: ConvIR) -> tuple[int, int, int, int]:
+    """(rows, row length, src row stride, dst row stride) a 1x1 conv walks; one long row when
+    both layouts hold the plane contiguously (then vectors run across output rows)."""
+    src, dst = ir.src, ir.dst
+    _, cs = _steps(ir)
+    flat = (cs == 1 and src.row_stride == ir.wo and src.top == src.left == 0 and
+            dst.row_stride == ir.wo and dst.top == dst.left == 0)
+    if flat:
+        return 1, ir.ho * ir.wo, 0, 0
+    return ir.ho, ir.wo, src.row_stride, dst.row_stride
+
+
+def render_pointwise(ir: ConvIR, sched: Schedule) -> str:
+    """C source of `int wb_pointwise(xin, yout, cptr, clist, wpk, bias, order, n, threads)`: a
+    1x1 convolution as a block-sparse GEMM.
+
+    Output slots (filters in `order`) go in blocks of tile_o; block b visits only the input
+    channels clist[cptr[b]:cptr[b + 1]] some filter of it keeps, with weights wpk (one
+    tile_o-vector per visited channel, zeros for filters that skip it). A register tile is
+    tile_o filters x tile_w vectors of pixels. Stride s reads phase plane 0 of an s x s
+    phase-split input (the subsampled pixels, contiguous). bias: (O,) float32.
+    """
+    vw, src, dst = ir.vector, ir.src, ir.dst
+    to = int(sched.tile_o)
+    rs, cs = _steps(ir)
+    nrow, rlen, srow, drow = pointwise_rows(ir)
+    nv = -(-rlen // vw)
+    tv = min(int(sched.tile_w), nv)
+    wide, n_wide, narrow, n_narrow = even_split(nv, tv)
+    nqt = n_wide + n_narrow
+    nob = -(-ir.o // to)
+    what = (f"pointwise conv {ir.o}x{ir.c} on {ir.h}x{ir.w}, stride {ir.stride}, act {ir.act}, "
+            f"{nrow} row(s) of {rlen}; schedule {sched.to_dict()}")
+    L = [f"/* Generated by workbench.codegen.render_c: {what} */",
+         PRELUDE.format(vw=vw, lanes=_lanes(vw), dup="{" + ", ".join(["x"] * vw) + "}")]
+    # a partial last vector: masked full store if the row has room (keeps the border zero)
+    room = nrow > 1 and dst.row_stride - dst.left >= -(-ir.wo // vw) * vw
+    for width in sorted({wide if n_wide else 0, narrow if n_narrow else 0} - {0}):
+        L += [f"static void ptile_{width}(const float *restrict xs, float *restrict ys, "
+              "int ob, int q0, const int32_t *restrict cptr, const int32_t *restrict clist,",
+              "                     const float *restrict wpk, const float *restrict bias,"
+              " const int32_t *restrict order) {"]
+        L += [f"  vf a{t}_{j} = vdup(bias[order[ob * {to} + {t}]]);"
+              for t in range(to) for j in range(width)]
+        L += ["  for (int e = cptr[ob]; e < cptr[ob + 1]; ++e) {",
+              f"    const float *xr = xs + (size_t)clist[e] * {src.chan} + {cs} * q0;",
+              f"    const float *w = wpk + (size_t)e * {to};"]
+        if cs == 1:
+            L += [f"    const vf x{j} = vld(xr + {vw * j});" for j in range(width)]
+        else:  # stride 2 on a plain buffer: the even pixels of two vectors
+            L += [f"    const vf x{j} = {_even(vw, f'vld(xr + {2 * vw * j})', f'vld(xr + {2 * vw * j + vw})')};"
+                  for j in range(width)]
+        for t in range(to):
+            L.append(f"    {{ const vf wv = vdup(w[{t}]);")
+            L += [f"      a{t}_{j} += wv * x{j};" for j in range(width)]
+            L.append("    }")
+        L.append("  }")
+        for t in range(to):
+            L.append(f"  if (ob * {to} + {t} < {ir.o}) {{ float *yr = ys + (size_t)order[ob * {to}"
+                     f" + {t}] * {dst.chan} + q0;")
+            for j in range(width):
+                v = _act(ir.act, f"a{t}_{j}")
+                L.append(f"    if (q0 + {vw * (j + 1)} <= {rlen}) vst(yr + {vw * j}, {v});")
+                if room:
+                    L.append(f"    else vst(yr + {vw * j}, vkeep({v}, {rlen} - q0 - {vw * j}));")
+                else:
+                    L.append(f"    else {{ vf tv = {v}; for (int l = 0; l < {rlen} - q0 - {vw * j};"
+                             f" ++l) yr[{vw * j} + l] = tv[l]; }}")
+            L.append("  }")
+        L.append("}")
+    L += ["",
+          "int wb_pointwise(const float *restrict xin, float *restrict yout, const int32_t *restrict cptr,",
+          "                 const int32_t *restrict clist, const float *restrict wpk,",
+          "                 const float *restrict bias, const int32_t *restrict order, int n_img,",
+          "                 int threads) {",
+          f"  const long jobs = (long)n_img * {nrow} * {nqt} * {nob};",
+          "  #pragma omp parallel for schedule(static) num_threads(threads)",
+          "  for (long job = 0; job < jobs; ++job) {",
+          # output blocks fastest: consecutive jobs reuse the same input pixels from cache
+          f"    const int ob = (int)(job % {nob});",
+          f"    const long r = job / {nob};",
+          f"    const int qt = (int)(r % {nqt});",
+          f"    const int row = (int)((r / {nqt}) % {nrow}), n = (int)(r / {nqt * nrow});",
+          f"    const float *xs = xin + (size_t)n * {src.image} + (size_t)({rs} * row + {src.top}) * "
+          f"{srow or src.row_stride} + {src.left};" if nrow > 1 else
+          f"    const float *xs = xin + (size_t)n * {src.image};",
+          f"    float *ys = yout + (size_t)n * {dst.image} + (size_t)(row + {dst.top}) * "
+          f"{drow or dst.row_stride} + {dst.left};" if nrow > 1 else
+          f"    float *ys = yout + (size_t)n * {dst.image}; (void)row;",
+          ]
+    at_wide, at_narrow = _tile_start("qt", wide, n_wide, narrow, vw)
+    args = "cptr, clist, wpk, bias, order"
+    if n_wide and n_narrow:
+        L += [f"    if (qt < {n_wide}) ptile_{wide}(xs, ys, ob, {at_wide}, {args});",
+              f"    else ptile_{narrow}(xs, ys, ob, {at_narrow}, {args});"]
+    elif n_wide:
+        L.append(f"    ptile_{wide}(xs, ys, ob, {at_wide}, {args});")
+    else:
+        L.append(f"    ptile_{narrow}(xs, ys, ob, {at_narrow}, {args});")
+    L += ["  }", "  return 0;", "}", ""]
+    return "\n".join(L)
+
+
+def render_linear(c: int, o: int, act: str, vector: int, sched: Schedule) -> str:
+    """C source of `int wb_linear(x, y, w, bias, n, threads)`: y (N, O) = act(x (N, C) @ w.T
+    + bias) with w (O, C) float32 row-major; tile_o rows share each loaded slice of x."""
+    vw, to = vector, int(sched.tile_o)
+    nob = -(-o // to)
+    L = [f"/* Generated by workbench.codegen.render_c: linear {c} -> {o}, act {act}; schedule "
+         f"{sched.to_dict()} */",
+         PRELUDE.format(vw=vw, lanes=_lanes(vw), dup="{" + ", ".join(["x"] * vw) + "}"),
+         "int wb_linear(const float *restrict x, float *restrict y, const float *restrict w,",
+         "              const float *restrict bias, int n_img, int threads) {",
+         f"  const long jobs = (long)n_img * {nob};",
+         "  #pragma omp parallel for schedule(static) num_threads(threads)",
+         "  for (long job = 0; job < jobs; ++job) {",
+         f"    const int ob = (int)(job % {nob}), n = (int)(job / {nob});",
+         f"    const float *xn = x + (size_t)n * {c};",
+         f"    for (int t = 0; t < {to}; ++t) {{",
+         f"      const int o = ob * {to} + t;",
+         f"      if (o >= {o}) break;",
+         f"      const float *wr = w + (size_t)o * {c};",
+         "      vf acc0 = vdup(0.0f), acc1 = vdup(0.0f);",
+         "      int k = 0;",
+         f"      for (; k + {2 * vw} <= {c}; k += {2 * vw}) {{",
+         "        acc0 += vld(wr + k) * vld(xn + k);",
+         f"        acc1 += vld(wr + k + {vw}) * vld(xn + k + {vw});",
+         "      }",
+         "      acc0 += acc1;",
+         "      float s = bias[o];",
+         f"      for (int l = 0; l < {vw}; ++l) s += acc0[l];",
+         f"      for (; k < {c}; ++k) s += wr[k] * xn[k];"]
+    if act == "relu":
+        L.append("      s = s > 0.0f ? s : 0.0f;")
+    elif act == "relu6":
+        L.append("      s = s > 0.0f ? (s < 6.0f ? s : 6.0f) : 0.0f;")
+    L += [f"      y[(size_t)n * {o} + o] = s;", "    }", "  }", "  return 0;", "}", ""]
+    return "\n".join(L)
+
+
+def render_c(ir: ConvIR, sched: Schedule) -> str:
+    """C source for one conv layer under sched: a GEMM for 1x1 convolutions, else the
+    pattern kernel (which also runs dense 3x3, depthwise and strided convolutions)."""
+    if is_pointwise_layer(ir.layer):
+        return render_pointwise(ir, sched)
+    return render_conv(ir, sched)

@@ -1,0 +1,250 @@
+"""The C network plan: buffer layouts, generated kernels and the steps that run them.
+
+Every value gets one buffer layout, chosen for its readers: the zero-bordered, row-aligned
+layout its stride-1 convolutions read (so the producing kernel writes straight into it and
+no padding copy is made), else plain NCHW. A reader that cannot use that layout (a strided
+conv wants stride phases) gets its own copy. Buffers of values that are dead are reused by
+later values of the same layout, so their zero borders stay valid.
+"""
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from workbench.codegen.build import build_c, build_numba, host_vector_width
+from workbench.codegen.ir import Layout, conv_ir, conv_src_layout, is_pointwise_layer, \
+    pointwise_src_layout
+from workbench.codegen.kernel import CompiledLayer
+from workbench.codegen.lr import LR, Layer, LRError
+from workbench.codegen.parallel import default_threads, run_jobs
+from workbench.codegen.render_c import render_linear
+from workbench.codegen.render_numba import render_numba
+from workbench.codegen.schedule import Schedule
+
+
+def _preferred(layer: Layer, shape: tuple[int, ...], vector: int) -> Layout:
+    c, h, w = shape
+    if is_pointwise_layer(layer):
+        return pointwise_src_layout(layer, h, w)
+    return conv_src_layout(layer, h, w, vector)
+
+
+def _accepts(layer: Layer, shape: tuple[int, ...], layout: Layout, vector: int) -> bool:
+    try:
+        conv_ir(layer, shape, vector, src=layout)
+    except LRError:
+        return False
+    return True
+
+
+def _merge(a: Layout, b: Layout) -> Layout | None:
+    """One stride-1 layout both readers accept: the larger border and rows (None if phased)."""
+    if a.phases != 1 or b.phases != 1:
+        return None
+    return Layout(a.c, a.h, a.w, max(a.top, b.top), max(a.left, b.left), 1, 1,
+                  rows=max(a.plane_rows + (max(a.top, b.top) - a.top),
+                           b.plane_rows + (max(a.top, b.top) - b.top)),
+                  row=max(a.row_stride + (max(a.left, b.left) - a.left),
+                          b.row_stride + (max(a.left, b.left) - b.left)))
+
+
+@dataclass
+class CStep:
+    """One layer's work: run(bufs, n) reads and writes the buffers of its values."""
+    layer: Layer
+    run: Callable[[dict[str, np.ndarray], int], None]
+    kind: str
+    fmas: int
+    compiled: CompiledLayer | None = None
+    copies: list[str] = field(default_factory=list)   # values it relayouts first
+
+
+class CPlan:
+    """Layouts, buffers and steps of an LR compiled with the C emitter."""
+
+    def __init__(self, lr: LR, schedule_for: Callable[[Layer], Schedule | None]) -> None:
+        self.lr = lr
+        self.shapes = lr.shapes()
+        self.vector = host_vector_width()
+        self.readers: dict[str, list[Layer]] = {}
+        for layer in lr.layers:
+            for v in layer.inputs:
+                self.readers.setdefault(v, []).append(layer)
+        self.layouts = {v: self._choose(v) for v in self.shapes}
+        self.steps = [self._step(layer, schedule_for(layer)) for layer in lr.layers]
+        self._buffers: dict[int, dict[str, np.ndarray]] = {}
+        self._slots = self._assign_slots()
+
+    # --- layouts -----------------------------------------------------------------------------
+    def _choose(self, v: str) -> Layout:
+        shape = self.shapes[v]
+        if len(shape) != 3:
+            return Layout(shape[0], 1, 1)
+        best: Layout | None = None
+        for r in self.readers.get(v, []):
+            if r.op != "conv2d" or is_pointwise_layer(r):
+                continue
+            pref = _preferred(r, shape, self.vector)
+            best = pref if best is None else (_merge(best, pref) or best)
+        return best or Layout(*shape)
+
+    def _input_layout(self, layer: Layer) -> tuple[Layout, bool]:
+        """(layout the conv reads, True if it needs its own copy of the input)."""
+        v = layer.inputs[0]
+        lay = self.layouts[v]
+        if _accepts(layer, self.shapes[v], lay, self.vector):
+            return lay, False
+        return _preferred(layer, self.shapes[v], self.vector), True
+
+    # --- steps -------------------------------------------------------------------------------
+    def _view(self, bufs: dict[str, np.ndarray], v: str, n: int) -> np.ndarray:
+        lay = self.layouts[v]
+        if len(self.shapes[v]) == 1:
+            return bufs[v].reshape(n, -1)[:, :self.shapes[v][0]]
+        return lay.read(bufs[v], n)
+
+    def _step(self, layer: Layer, given: Schedule | None) -> CStep:
+        op, a = layer.op, layer.attrs
+        sched = given or Schedule()
+        out = self.shapes[layer.name]
+        if op == "conv2d":
+            src_v = layer.inputs[0]
+            c, h, w = self.shapes[src_v]
+            src_lay, copy = self._input_layout(layer)
+            dst_lay = self.layouts[layer.name]
+            kern = CompiledLayer(layer, "c", given)
+            kern._c_kernel(h, w, src_lay, dst_lay)  # build now, not in the first timed call
+            private = f"{layer.name}\0in"
+
+            def conv(bufs: dict[str, np.ndarray], n: int) -> None:
+                src = bufs[src_v]
+                if copy:
+                    src = bufs[private]
+                    src_lay.write(src, self.layouts[src_v].read(bufs[src_v], n))
+                kern.run_c(src, bufs[layer.name], n, h, w, src_lay, dst_lay)
+            st = CStep(layer, conv, "generated", layer.kernel_patterns.kept_weights * out[1] * out[2],
+                       kern)
+            if copy:
+                st.copies.append(private)
+                self.layouts[private] = src_lay
+            return st
+        if op == "linear":
+            cin, cout = int(a["in_features"]), int(a["out_features"])
+            fn = build_c(render_linear(cin, cout, a["act"], self.vector, sched)).wb_linear
+            fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_int]
+            wt = np.ascontiguousarray(layer.params["weight"], np.float32)
+            b = np.ascontiguousarray(layer.params.get("bias", np.zeros(cout, np.float32)),
+                                     np.float32)
+            src_v = layer.inputs[0]
+
+            def linear(bufs: dict[str, np.ndarray], n: int) -> None:
+                x = np.ascontiguousarray(self._view(bufs, src_v, n))
+                y = bufs[layer.name]
+                fn(x.ctypes.data, y.ctypes.data, wt.ctypes.data, b.ctypes.data, n,
+                   sched.threads or default_threads())
+            return CStep(layer, linear, "generated", cin * cout)
+        if op in ("maxpool2d", "avgpool2d"):
+            fn = build_numba(render_numba(layer, sched))
+
+            def pool(bufs: dict[str, np.ndarray], n: int) -> None:
+                x = self._view(bufs, layer.inputs[0], n)
+                y = self._view(bufs, layer.name, n)
+                run_jobs(fn, (x, y), default_threads(), x.size)
+            return CStep(layer, pool, "generated", 0)
+        if op == "add":
+            def add(bufs: dict[str, np.ndarray], n: int) -> None:
+                y = self._view(bufs, layer.name, n)
+                np.add(self._view(bufs, layer.inputs[0], n), self._view(bufs, layer.inputs[1], n),
+                       out=y)
+                _act_inplace(y, a["act"])
+            return CStep(layer, add, "library", 0)
+        if op == "global_avgpool":
+            def gap(bufs: dict[str, np.ndarray], n: int) -> None:
+                y = self._view(bufs, layer.name, n)
+                y[...] = self._view(bufs, layer.inputs[0], n).mean(axis=(2, 3), keepdims=True)
+            return CStep(layer, gap, "library", 0)
+        if op == "flatten":
+            def flatten(bufs: dict[str, np.ndarray], n: int) -> None:
+                x = self._view(bufs, layer.inputs[0], n)
+                bufs[layer.name].reshape(n, -1)[:, :x[0].size] = x.reshape(n, -1)
+            return CStep(layer, flatten, "library", 0)
+        if op == "act":
+            def act(bufs: dict[str, np.ndarray], n: int) -> None:
+                y = self._view(bufs, layer.name, n)
+                y[...] = self._view(bufs, layer.inputs[0], n)
+                _act_inplace(y, a["act"])
+            return CStep(layer, act, "library", 0)
+        raise LRError(f"layer {layer.name!r}: op {op!r} has no C runtime step")
+
+    # --- buffers -----------------------------------------------------------------------------
+    def _assign_slots(self) -> dict[str, int]:
+        """A buffer slot per value; a dead value's slot is reused by a later value of the same
+        layout (same zero border, so nothing needs clearing)."""
+        last: dict[str, int] = {}
+        for i, layer in enumerate(self.lr.layers):
+            for v in layer.inputs:
+                last[v] = i
+        for o in self.lr.outputs:
+            last[o] = len(self.lr.layers)
+        free: dict[Layout, list[int]] = {}
+        slots: dict[str, int] = {}
+        self.slot_layouts: list[Layout] = []
+
+        def take(v: str) -> None:
+            lay = self.layouts[v]
+            if free.get(lay):
+                slots[v] = free[lay].pop()
+            else:
+                slots[v] = len(self.slot_layouts)
+                self.slot_layouts.append(lay)
+        for v in self.lr.inputs:
+            take(v)
+        for i, step in enumerate(self.steps):
+            for p in step.copies:
+                take(p)
+            take(step.layer.name)
+            dead = [v for v in [*step.layer.inputs, *step.copies] if last.get(v, i) <= i]
+            for v in dead:
+                free.setdefault(self.layouts[v], []).append(slots[v])
+        return slots
+
+    def buffers(self, n: int) -> dict[str, np.ndarray]:
+        """Value name -> buffer (N, image) for batch n (allocated once per n)."""
+        if n not in self._buffers:
+            mem = [lay.alloc(n) for lay in self.slot_layouts]
+            self._buffers = {n: {v: mem[s] for v, s in self._slots.items()}}
+        return self._buffers[n]
+
+    def allocated_bytes(self, n: int) -> int:
+        """Bytes of activation buffers for batch n."""
+        return sum(4 * n * lay.image for lay in self.slot_layouts)
+
+    def run(self, x: np.ndarray, times: dict[str, float]) -> list[np.ndarray]:
+        """Run all steps on x (N, C, H, W); returns the outputs as (N, ...) arrays."""
+        import time
+        n = x.shape[0]
+        bufs = self.buffers(n)
+        (name,) = self.lr.inputs
+        self.layouts[name].write(bufs[name], x)
+        for step in self.steps:
+            t0 = time.perf_counter()
+            step.run(bufs, n)
+            times[step.layer.name] = time.perf_counter() - t0
+        return [np.array(self._view(bufs, o, n)) for o in self.lr.outputs]
+
+
+def _act_inplace(y: np.ndarray, act: str) -> None:
+    if act == "relu":
+        np.maximum(y, 0.0, out=y)
+    elif act == "relu6":
+        np.clip(y, 0.0, 6.0, out=y)
+
+
+def plan_summary(plan: CPlan) -> list[dict[str, Any]]:
+    """Per value: its layout and whether a reader copies it (for debugging and notebooks)."""
+    return [{"value": v, "layout": plan.layouts[v], "slot": plan._slots.get(v)}
+            for v in plan.shapes]

@@ -1,0 +1,153 @@
+"""Compact weight storage for pattern + connectivity pruned convolutions (the report's FKW).
+
+Filters are stored in execution order (the reorder pass); inside a filter, kernels of one
+pattern are contiguous, so a kernel needs only its input channel index: the pattern is known
+from its group and the weights of a group are the group's kernels' taps back to back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from workbench.codegen.patterns import KernelPatterns
+
+
+@dataclass(frozen=True)
+class FKW:
+    """Packed weights of one conv layer.
+
+    order: (O,) int32, filter id at execution slot i (the reorder array).
+    kptr: (O, P+1) int32, kernels of slot i with pattern p are kptr[i, p]:kptr[i, p+1].
+    cidx: (K + 1,) int32, input channel (within the group) of each kept kernel (the index
+    array), plus a spare 0 so code may look one kernel ahead.
+    wptr: (O, P+1) int32, weights of group (i, p) start at wptr[i, p] in wts.
+    wts: (sum of kept taps,) float32, each kernel's kept taps in row-major tap order.
+    taps: (P,) int32, taps per pattern.
+    """
+    order: np.ndarray
+    kptr: np.ndarray
+    cidx: np.ndarray
+    wptr: np.ndarray
+    wts: np.ndarray
+    taps: np.ndarray
+
+    @property
+    def num_kernels(self) -> int:
+        """Kept kernels K (cidx holds one spare entry after them)."""
+        return int(self.cidx.shape[0]) - 1
+
+    def nbytes(self, index_bytes: int = 2) -> int:
+        """Bytes of the stored format: per-filter offsets and pattern strides, channel indices
+        of index_bytes each, pattern ids per group implied, fp32 weights, reorder array."""
+        o, p1 = self.kptr.shape
+        offsets = (o + 1) * 4            # start of each filter's kernels
+        strides = o * (p1 - 1) * index_bytes  # kernels per pattern in each filter
+        reorder = o * index_bytes
+        return offsets + strides + reorder + self.num_kernels * index_bytes + self.wts.nbytes
+
+
+def pack(weight: np.ndarray, kp: KernelPatterns, order: np.ndarray | None = None) -> FKW:
+    """Pack W: (O, Cg, kh, kw) float32 by kp's patterns, filters in `order` (identity if None)."""
+    o, cg = kp.kernel_pattern.shape
+    npat = kp.num_patterns
+    order = np.arange(o, dtype=np.int32) if order is None else np.asarray(order, dtype=np.int32)
+    if sorted(order.tolist()) != list(range(o)):
+        raise ValueError(f"filter order must be a permutation of range({o})")
+    taps = kp.patterns.sum(axis=1).astype(np.int32)
+    flat = np.asarray(weight, dtype=np.float32).reshape(o, cg, -1)
+    kptr = np.zeros((o, npat + 1), dtype=np.int32)
+    wptr = np.zeros((o, npat + 1), dtype=np.int32)
+    cidx: list[np.ndarray] = []
+    wts: list[np.ndarray] = []
+    k = w = 0
+    for i, f in enumerate(order):
+        row = kp.kernel_pattern[f]
+        for p in range(npat):
+            kptr[i, p], wptr[i, p] = k, w
+            chans = np.flatnonzero(row == p).astype(np.int32)
+            if chans.size:
+                cidx.append(chans)
+                wts.append(flat[f, chans][:, kp.patterns[p]].reshape(-1))
+                k += chans.size
+                w += chans.size * int(taps[p])
+        kptr[i, npat], wptr[i, npat] = k, w
+    # One spare channel index (0) after the last kernel: kernels may read cidx[k + 1] to
+    # prefetch the next kernel's input without a bounds test.
+    cidx.append(np.zeros(1, np.int32))
+    return FKW(order, kptr, np.concatenate(cidx), wptr,
+               np.concatenate(wts).astype(np.float32) if wts else np.zeros(0, np.float32), taps)
+
+
+def unpack(fkw: FKW, kp: KernelPatterns, shape: tuple[int, int, int, int]) -> np.ndarray:
+    """Dense W: (O, Cg, kh, kw) float32 back from the packed form (for checks)."""
+    o, cg, kh, kw = shape
+    out = np.zeros((o, cg, kh * kw), dtype=np.float32)
+    for i, f in enumerate(fkw.order):
+        for p in range(kp.num_patterns):
+            k0, k1 = fkw.kptr[i, p], fkw.kptr[i, p + 1]
+            t = int(fkw.taps[p])
+            vals = fkw.wts[fkw.wptr[i, p]:fkw.wptr[i, p] + (k1 - k0) * t].reshape(k1 - k0, t)
+            for j, c in enumerate(fkw.cidx[k0:k1]):
+                out[f, c, kp.patterns[p]] = vals[j]
+    return out.reshape(shape)
+
+
+@dataclass(frozen=True)
+class BlockSparse:
+    """A 1x1 conv / linear weight (O, C) packed for render_c's block-sparse GEMM.
+
+    order: (ceil(O / tile_o) * tile_o,) int32 filter id per slot (padding slots repeat 0);
+    cptr: (blocks + 1,) int32; clist: input channels block b visits are
+    clist[cptr[b]:cptr[b + 1]]; wpk: (len(clist), tile_o) float32 weights of the block's
+    filters for each visited channel (0 where a filter skips it).
+    """
+    order: np.ndarray
+    cptr: np.ndarray
+    clist: np.ndarray
+    wpk: np.ndarray
+
+    def nbytes(self) -> int:
+        """Bytes stored: weights, channel lists, block pointers, slot order."""
+        return self.wpk.nbytes + self.clist.nbytes + self.cptr.nbytes + self.order.nbytes
+
+
+def pack_block_sparse(weight: np.ndarray, tile_o: int, order: np.ndarray | None = None) -> BlockSparse:
+    """Pack W: (O, C) float32 in blocks of tile_o filters (taken in `order`)."""
+    w = np.asarray(weight, np.float32).reshape(weight.shape[0], -1)
+    o, c = w.shape
+    order = np.arange(o, dtype=np.int32) if order is None else np.asarray(order, np.int32)
+    nb = -(-o // tile_o)
+    slots = np.zeros(nb * tile_o, np.int32)
+    slots[:o] = order
+    cptr = np.zeros(nb + 1, np.int32)
+    clists, wblocks = [], []
+    for b in range(nb):
+        rows = order[b * tile_o:(b + 1) * tile_o]
+        blk = np.zeros((tile_o, c), np.float32)
+        blk[:len(rows)] = w[rows]
+        chans = np.flatnonzero((blk != 0).any(axis=0)).astype(np.int32)
+        clists.append(chans)
+        wblocks.append(np.ascontiguousarray(blk[:, chans].T))
+        cptr[b + 1] = cptr[b] + len(chans)
+    return BlockSparse(slots, cptr, np.concatenate(clists + [np.zeros(1, np.int32)]),
+                       np.concatenate(wblocks + [np.zeros((1, tile_o), np.float32)]))
+
+
+def csr_nbytes(weight: np.ndarray, index_bytes: int = 4) -> int:
+    """Bytes of W as CSR over (O, C*kh*kw): fp32 values, column indices, row pointers."""
+    w = np.asarray(weight).reshape(weight.shape[0], -1)
+    nnz = int((w != 0).sum())
+    return nnz * 4 + nnz * index_bytes + (w.shape[0] + 1) * 4
+
+
+def storage_row(name: str, weight: np.ndarray, kp: KernelPatterns,
+                order: np.ndarray | None = None) -> dict:
+    """One row of the storage table: bytes of one conv weight dense, as CSR, as FKW."""
+    fkw = pack(weight, kp, order)
+    dense = int(np.asarray(weight).size * 4)
+    return {"layer": name, "shape": "x".join(map(str, weight.shape)),
+            "kept_weights": kp.kept_weights, "patterns": kp.num_patterns,
+            "dense_bytes": dense, "csr_bytes": csr_nbytes(weight),
+            "csr16_bytes": csr_nbytes(weight, 2), "fkw_bytes": fkw.nbytes(index_bytes=2),
+            "fkw_vs_csr": csr_nbytes(weight) / max(1, fkw.nbytes(index_bytes=2))}

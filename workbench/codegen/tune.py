@@ -1,0 +1,182 @@
+"""Auto-tuning: measure schedules per layer, log every measurement, replay the best.
+
+The search space of a layer is data (a ScheduleSpace); the tuner is a plain loop over a
+seeded sample of it. Each measurement is one JSON line in a log keyed by (layer signature,
+target, threads); a later run reads the log and re-applies the fastest entry without
+measuring. The log lives in $WORKBENCH_CACHE/tuning.jsonl unless another path is given.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workbench.codegen.build import cache_dir, debug, host_vector_width
+from workbench.codegen.ir import is_pointwise_layer
+from workbench.codegen.kernel import CompiledLayer
+from workbench.codegen.lr import LR, Layer
+from workbench.codegen.parallel import default_threads
+from workbench.codegen.schedule import Schedule, ScheduleSpace, c_default_schedule, \
+    default_schedule
+
+
+def layer_signature(layer: Layer, in_shape: tuple[int, ...]) -> str:
+    """What a schedule depends on: op, shapes, geometry, pattern count, kept fraction."""
+    a = layer.attrs
+    kp = layer.kernel_patterns
+    kept = kp.kept_weights / max(1, kp.total_kernels * kp.kernel_shape[0] * kp.kernel_shape[1])
+    return (f"conv2d:c{a['in_channels']}:o{a['out_channels']}:k{a['kernel'][0]}x{a['kernel'][1]}"
+            f":s{a['stride'][0]}x{a['stride'][1]}:p{a['padding'][0]}x{a['padding'][1]}"
+            f":d{a['dilation'][0]}x{a['dilation'][1]}:g{a['groups']}:in{in_shape[1]}x{in_shape[2]}"
+            f":P{kp.num_patterns}:kept{kept:.2f}:{a['act']}")
+
+
+def target_id(emitter: str) -> str:
+    """The machine and code generator a schedule was measured for."""
+    vec = host_vector_width() if emitter == "c" else 0
+    return f"{emitter}:{platform.machine()}:v{vec}"
+
+
+def conv_space(layer: Layer, emitter: str, vector: int | None = None) -> ScheduleSpace:
+    """The candidate schedules of a conv layer for an emitter (see Schedule for the knobs)."""
+    if emitter == "numba":
+        return ScheduleSpace.of(default_schedule("numba"), tile_h=(4, 8, 16, 32), unroll_k=(1, 2))
+    vec = vector or host_vector_width()
+    widths = (1, 2, 3) if vec == 8 else (1, 2, 4)
+    if is_pointwise_layer(layer):
+        return ScheduleSpace.of(Schedule(), tile_o=(4, 6, 8, 12, 16), tile_w=widths)
+    return ScheduleSpace.of(Schedule(), tile_h=(2, 3, 4, 6), tile_w=widths, lre=(1, 2),
+                            loop_order=("filter_cols", "cols_filter"))
+
+
+@dataclass
+class TuningLog:
+    """Append-only JSONL of measurements; best() replays the fastest per key."""
+    path: Path
+
+    @classmethod
+    def default(cls) -> "TuningLog":
+        """$WORKBENCH_CACHE/tuning.jsonl."""
+        return cls(cache_dir() / "tuning.jsonl")
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Add one measurement (one line, flushed at once so a crash loses nothing)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every readable record (a torn last line from an interrupted run is skipped)."""
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def best(self, signature: str, target: str, threads: int) -> Schedule | None:
+        """The fastest schedule logged for (signature, target, threads), or None."""
+        hits = [r for r in self.records() if r.get("signature") == signature and
+                r.get("target") == target and r.get("threads") == threads]
+        if not hits:
+            return None
+        return Schedule.from_dict(min(hits, key=lambda r: r["ms"])["schedule"])
+
+
+def _time_kernel(kern: CompiledLayer, in_shape: tuple[int, int, int], repeats: int) -> float:
+    """Median seconds of one call of the kernel on random data (its own buffers, no copies)."""
+    c, h, w = in_shape
+    rng = np.random.default_rng(0)
+    if kern.emitter == "c":
+        ir, _ = kern._c_kernel(h, w)
+        src = ir.src.alloc(1)
+        ir.src.write(src, rng.standard_normal((1, c, h, w)).astype(np.float32))
+        dst = ir.dst.alloc(1)
+
+        def call() -> None:
+            kern.run_c(src, dst, 1, h, w)
+    else:
+        x = rng.standard_normal((1, c, h, w)).astype(np.float32)
+
+        def call() -> None:
+            kern(x)
+    call()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def tune_layer(layer: Layer, in_shape: tuple[int, int, int], emitter: str = "c",
+               trials: int = 12, space: ScheduleSpace | None = None,
+               log: TuningLog | None = None, threads: int | None = None, repeats: int = 7,
+               seed: int = 0, retune: bool = False) -> Schedule:
+    """The fastest schedule of a conv layer: replayed from the log, else measured.
+
+    Measures the untuned default plus `trials - 1` schedules sampled (seeded) from space,
+    each median of `repeats` calls at `threads` threads; logs every measurement.
+    """
+    log = log or TuningLog.default()
+    threads = threads or default_threads()
+    sig, target = layer_signature(layer, in_shape), target_id(emitter)
+    if not retune:
+        hit = log.best(sig, target, threads)
+        if hit is not None:
+            if debug():
+                print(f"# workbench tune: replay {sig} -> {hit.to_dict()}")
+            return hit
+    space = space or conv_space(layer, emitter)
+    if emitter == "c":
+        vec = host_vector_width()
+        rows = -(-in_shape[2] // vec)
+        first = c_default_schedule(vec, is_pointwise_layer(layer), rows)
+    else:
+        first = default_schedule(emitter)
+    picks = random.Random(seed).sample(range(len(space)), min(len(space), max(0, trials - 1)))
+    candidates = [first] + [space[i] for i in picks if space[i] != first]
+    best, best_t = first, float("inf")
+    for sched in candidates:
+        sched = sched.with_(threads=threads)
+        kern = CompiledLayer(layer, emitter, sched, in_shape if emitter == "c" else None)
+        t = _time_kernel(kern, in_shape, repeats)
+        log.append({"signature": sig, "target": target, "threads": threads,
+                    "schedule": sched.with_(threads=0).to_dict(), "ms": t * 1e3,
+                    "utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "pid": os.getpid()})
+        if t < best_t:
+            best, best_t = sched.with_(threads=0), t
+    if debug():
+        print(f"# workbench tune: {sig}: best {best.to_dict()} {best_t * 1e3:.3f} ms")
+    return best
+
+
+def tune_network(lr: LR, emitter: str = "c", trials: int = 12, log: TuningLog | None = None,
+                 threads: int | None = None, retune: bool = False) -> LR:
+    """lr with every conv layer's schedule tuned (layers with one signature tuned once)."""
+    shapes = lr.shapes()
+    done: dict[str, Schedule] = {}
+    layers = []
+    for layer in lr.layers:
+        if layer.op == "conv2d":
+            in_shape = tuple(shapes[layer.inputs[0]])
+            sig = layer_signature(layer, in_shape)
+            if sig not in done:
+                done[sig] = tune_layer(layer, in_shape, emitter, trials, log=log,
+                                       threads=threads, retune=retune)
+            layer = Layer(layer.name, layer.op, layer.inputs, layer.attrs, layer.params,
+                          done[sig].to_dict())
+        layers.append(layer)
+    return LR(dict(lr.inputs), layers, list(lr.outputs), dict(lr.meta), lr.version)
