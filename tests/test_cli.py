@@ -4,13 +4,13 @@ import sys
 
 import pytest
 
-from workbench.cli import EXPERIMENTS, main
+from workbench.cli import BENCHES, EXPERIMENTS, main
 
 
 def test_help_lists_commands():
     out = subprocess.run([sys.executable, "-m", "workbench", "--help"], capture_output=True,
                          text=True, check=True).stdout
-    for cmd in ("demo", "train", "data", "experiment"):
+    for cmd in ("demo", "train", "data", "experiment", "bench"):
         assert cmd in out
 
 
@@ -36,3 +36,29 @@ def test_train_rejects_unknown_model(tmp_path):
     with pytest.raises(ValueError, match="unknown model"):
         main(["train", "--model", "nope", "--data", "digits", "--out", str(tmp_path / "m.pt"),
               "--epochs", "1"])
+
+
+def test_registered_benches_have_main():
+    import importlib
+    for name, (module, _) in BENCHES.items():
+        assert callable(importlib.import_module(module).main), name
+
+
+def test_bench_rejects_unknown_suite(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "no-such-suite"])
+    assert exit_info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_bench_forwards_arguments(monkeypatch):
+    import workbench.bench.codegen_bench as codegen_bench
+    seen = {}
+
+    def fake_main(argv):
+        seen["argv"] = argv
+        return 0
+
+    monkeypatch.setattr(codegen_bench, "main", fake_main)
+    assert main(["bench", "codegen", "--quick", "--out", "x"]) == 0
+    assert seen["argv"] == ["--quick", "--out", "x"]

@@ -1,4 +1,4 @@
-"""Command line: python -m workbench {demo,train,data,experiment} ...; --help on each."""
+"""Command line: python -m workbench {demo,train,data,experiment,bench} ...; --help on each."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +21,13 @@ EXPERIMENTS: dict[str, tuple[str, str, str]] = {
                        "Table 1: six pruning schemes at one rate"),
     "pruning-characteristics": ("workbench.experiments.pruning", "characteristics_table",
                                 "8x pattern+connectivity models, accuracy before/after"),
+}
+
+
+# name -> (module with main(argv) -> int, help). Benchmarks are scripts, never timed tests.
+BENCHES: dict[str, tuple[str, str]] = {
+    "codegen": ("workbench.bench.codegen_bench",
+                "our kernels vs PyTorch per layer and end to end, FMA peak, LRE/reorder ablations, storage"),
 }
 
 
@@ -73,6 +80,11 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    module, _ = BENCHES[args.suite]
+    return int(importlib.import_module(module).main(args.bench_args) or 0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per capability."""
     p = argparse.ArgumentParser(prog="python -m workbench",
@@ -111,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quick", action="store_true", help="small settings that run in minutes on CPU")
     e.add_argument("--out", default=None, help="output folder (default: under results/)")
     e.set_defaults(func=_cmd_experiment)
+
+    b = sub.add_parser("bench", help="host CPU benchmarks; results/ tables with machine and threads",
+                       description="Suites: " + "; ".join(f"{k}: {v[1]}" for k, v in BENCHES.items())
+                       + ". Arguments after the suite go to it (e.g. `bench codegen --quick`).")
+    b.add_argument("suite", choices=sorted(BENCHES), help="which benchmark suite")
+    b.add_argument("bench_args", nargs=argparse.REMAINDER, help="the suite's own arguments")
+    b.set_defaults(func=_cmd_bench)
     return p
 
 

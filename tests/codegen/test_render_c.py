@@ -106,3 +106,47 @@ def test_random_layers_match_conv2d(n: int, c: int, o: int, h: int, w: int, k: i
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     err = _run(wt, x, b, stride, padding, groups, lre=lre, tile_h=th, tile_w=tw, tile_o=th + 1)
     assert err < 1e-4
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 2), c=st.integers(1, 12), o=st.integers(1, 9), h=st.integers(1, 13),
+       w=st.integers(1, 27), stride=st.sampled_from([1, 3]), padding=st.integers(0, 2),
+       depthwise=st.booleans(), keep=st.floats(0.1, 1.0), th=st.integers(1, 5),
+       tw=st.integers(1, 4), cblock=st.integers(0, 5), per_col=st.booleans(),
+       parallel=st.sampled_from(["rows", "filters"]), prefetch=st.integers(0, 1),
+       act=st.sampled_from(["none", "relu"]), seed=st.integers(0, 2**16))
+def test_taps_kernel_matches_conv2d(n: int, c: int, o: int, h: int, w: int, stride: int,
+                                    padding: int, depthwise: bool, keep: float, th: int, tw: int,
+                                    cblock: int, per_col: bool, parallel: str, prefetch: int,
+                                    act: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    groups = c if depthwise else 1
+    o = c if depthwise else o
+    if h + 2 * padding < 3 or w + 2 * padding < 3:
+        padding = 2
+    wt = pattern_pruned(rng, o, c // groups, keep, PATTERNS8)
+    b = rng.standard_normal(o).astype(np.float32)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    err = _run(wt, x, b, stride, padding, groups, act=act, kernel="taps", tile_h=th, tile_w=tw,
+               cblock=cblock, loop_order="cols_filter" if per_col else "filter_cols",
+               parallel=parallel, prefetch=prefetch)
+    assert err < 1e-4
+
+
+def test_taps_kernel_mixed_tap_counts_and_dense() -> None:
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, 5, 9, 17)).astype(np.float32)
+    mixed = pattern_pruned(rng, 6, 5, 0.7, ((4,), (1, 4, 7), (0, 1, 2, 3, 4, 5, 6, 7, 8)))
+    assert _run(mixed, x, None, 1, 1, kernel="taps", tile_h=2, tile_w=2, cblock=2) < 1e-5
+    dense = rng.standard_normal((4, 5, 3, 3)).astype(np.float32)
+    assert _run(dense, x, None, 1, 0, kernel="taps", tile_h=4, tile_w=3, cblock=3) < 1e-5
+
+
+def test_taps_kernel_is_rendered_only_where_it_applies() -> None:
+    rng = np.random.default_rng(12)
+    layer = conv_layer(pattern_pruned(rng, 8, 8), padding=1)
+    taps = Schedule(kernel="taps", cblock=4)
+    assert "taps kernel, 2 channel block(s)" in render_c(conv_ir(layer, (8, 12, 12), 8), taps)
+    strided = conv_layer(pattern_pruned(rng, 8, 8), padding=1, stride=2)
+    # stride 2 reads a plain buffer through lane gathers: the pattern kernel renders it
+    assert "taps kernel" not in render_c(conv_ir(strided, (8, 12, 12), 8), taps)

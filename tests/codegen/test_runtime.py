@@ -107,3 +107,19 @@ def test_c_emitter_zoo_networks(name: str, size: int) -> None:
     from workbench.models import build_model
     _check(_pattern_prune(build_model(name, 10, size).eval()), (3, size, size), batch=1,
            emitter="c")
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_c_emitter_networks_on_the_taps_kernel(name: str) -> None:
+    """Every conv on the taps kernel (stride 2 and 1x1 layers keep their own kernels): the
+    runtime's bordered layouts and shared buffers hold the partial sums between blocks."""
+    from workbench.codegen import Schedule
+    from workbench.models import build_model
+    model = _randomise_bn(_pattern_prune(build_model(name, 10, 32).eval()))
+    lr = from_torch(model, (3, 32, 32))
+    taps = {l.name: Schedule(kernel="taps", cblock=8, tile_h=3, tile_w=3)
+            for l in lr.layers if l.op == "conv2d"}
+    net = compile(lr, emitter="c", schedules=taps)
+    x = torch.randn(1, 3, 32, 32)
+    assert rel_err(np.asarray(net(x)), model(x).detach().numpy()) < 1e-4

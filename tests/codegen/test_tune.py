@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from workbench.codegen.lr import conv_layer
-from workbench.codegen.tune import TuningLog, conv_space, layer_signature, tune_layer, \
-    tune_network
+from workbench.codegen.tune import LOG_VERSION, TuningLog, TuningLogError, conv_space, \
+    layer_signature, tune_layer, tune_network
 
 from .helpers import pattern_pruned
 
@@ -22,7 +22,13 @@ def _layer(o: int = 8, c: int = 8, k: int = 3):
 
 
 def test_space_sizes() -> None:
-    assert len(conv_space(_layer(), "c", vector=8)) == 4 * 3 * 2 * 2
+    # pattern kernel knobs + taps kernel knobs (stride 1)
+    assert len(conv_space(_layer(), "c", vector=8)) == 4 * 3 * 2 * 2 + 3 * 3 * 3 * 2
+    space = conv_space(_layer(), "c", vector=8)
+    assert {s.kernel for s in space} == {"pattern", "taps"} and len(list(space)) == len(space)
+    assert space[-1] == list(space)[-1]
+    strided = conv_layer(pattern_pruned(np.random.default_rng(0), 8, 8), padding=1, stride=2)
+    assert {s.kernel for s in conv_space(strided, "c", vector=8)} == {"pattern"}
     assert len(conv_space(_layer(k=1), "c", vector=16)) == 5 * 3
     assert len(conv_space(_layer(), "numba")) == 8
 
@@ -42,6 +48,7 @@ def test_tune_logs_then_replays(tmp_path: Path) -> None:
     recs = log.records()
     assert len(recs) == 3 and all(r["threads"] == 1 and r["ms"] > 0 for r in recs)
     assert best.to_dict() == min(recs, key=lambda r: r["ms"])["schedule"]
+    assert all(r["version"] == LOG_VERSION for r in recs)
     # replay: same answer, nothing measured
     again = tune_layer(layer, (8, 12, 12), "c", trials=3, log=log, threads=1)
     assert again == best and len(log.records()) == 3
@@ -61,3 +68,17 @@ def test_tune_network_sets_schedules_once_per_signature(tmp_path: Path) -> None:
     assert all(l.schedule is not None for l in tuned.layers)
     assert len(TuningLog(tmp_path / "t.jsonl").records()) == 2
     assert json.dumps(tuned.layers[0].schedule)
+
+
+def test_old_log_version_is_a_clear_error(tmp_path: Path) -> None:
+    layer = _layer()
+    sig = layer_signature(layer, (8, 12, 12))
+    log = TuningLog(tmp_path / "old.jsonl")
+    # a version-1 record: no "version" field, chosen before the taps kernel existed
+    log.append({"signature": sig, "target": "c:x86_64:v8", "threads": 1, "ms": 1.0,
+                "schedule": {"tile_h": 2}})
+    with pytest.raises(TuningLogError, match="version"):
+        log.best(sig, "c:x86_64:v8", 1)
+    log.append({"signature": sig, "target": "c:x86_64:v8", "threads": 1, "ms": 2.0,
+                "schedule": {"tile_h": 3, "kernel": "taps"}, "version": LOG_VERSION})
+    assert log.best(sig, "c:x86_64:v8", 1).kernel == "taps"

@@ -84,3 +84,28 @@ def test_command_line_runs_and_assembles(tmp_path):
     assert P.main(["curve", "--rates", "4", "--methods", "admm", "--cached-only", *args]) == 0
     with pytest.raises(FileNotFoundError, match="cached_only"):
         P.main(["table1", "--schemes", "filter", "--cached-only", *args])
+
+
+def test_extended_retraining_keeps_masks_and_reports_drops(tmp_path):
+    import shutil
+
+    from workbench.pruning.masks import load_pruned
+
+    out = tmp_path / "out"
+    shutil.copytree(P.QUICK_OUT / "models", out / "models")
+    shutil.copytree(P.QUICK_OUT / "runs", out / "runs")
+    df = P.extended_retraining(True, out, epochs=1, work_dir=tmp_path / "work", progress=False,
+                               device="cpu")
+    assert len(df) == 1 and df["extra_epochs"][0] == 1
+    row = df.iloc[0]
+    assert row["drop_extended"] == pytest.approx(row["acc_dense"] - row["acc_extended"])
+    _, masks_before, _ = load_pruned(out / "models" / P._saved_models(out, 8.0)[0].name)
+    _, masks_after, meta = load_pruned(out / row["model_file"])
+    assert meta["extended_epochs"] == 1
+    assert all((masks_before[n] == masks_after[n]).all() for n in masks_before)
+    assert (out / "extended_retraining.md").read_text().count("--epochs 1") == 1
+
+
+def test_extended_retraining_without_saved_models_says_what_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="characteristics"):
+        P.extended_retraining(True, tmp_path, epochs=1, progress=False)

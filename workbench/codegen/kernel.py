@@ -14,10 +14,11 @@ from workbench.codegen.build import build_c, build_numba, debug, host_vector_wid
 from workbench.codegen.ir import ConvIR, Layout, conv_ir, is_pointwise_layer
 from workbench.codegen.parallel import default_threads, run_jobs
 from workbench.codegen.lr import Layer, LRError, conv_layer
-from workbench.codegen.render_c import pointwise_rows, render_c
+from workbench.codegen.render_c import pointwise_rows, render_c, tap_offsets, uses_taps
 from workbench.codegen.render_numba import render_numba
 from workbench.codegen.schedule import Schedule, c_default_schedule, default_schedule
-from workbench.codegen.storage import FKW, BlockSparse, pack, pack_block_sparse
+from workbench.codegen.storage import FKW, BlockSparse, TapPack, pack, pack_block_sparse, \
+    pack_taps
 
 EMITTERS = ("numba", "c")
 
@@ -82,6 +83,7 @@ class CompiledLayer:
         self._in_channels = int(a["in_channels"])
         self._bufs: dict[tuple[int, ...], tuple] = {}
         self._c: dict[tuple, tuple[ConvIR, Any]] = {}
+        self._taps: dict[tuple, TapPack] = {}
         self._bs: BlockSparse | None = None
         self.source = ""
         if emitter == "numba":
@@ -123,6 +125,10 @@ class CompiledLayer:
                 fn = lib.wb_conv
                 fn.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int, ctypes.c_int]
             fn.restype = ctypes.c_int
+            if uses_taps(ir, self.schedule):
+                # the taps kernel's offsets depend on the input layout: packed per layout
+                self._taps[(h, w, src, dst)] = pack_taps(self.fkw, tap_offsets(ir), ir.src.chan,
+                                                         ir.cg, int(self.schedule.cblock))
             got = self._c[(h, w, src, dst)] = (ir, fn)
             self._announce()
         return got
@@ -178,6 +184,12 @@ class CompiledLayer:
                b.wpk.ctypes.data, self._bias.ctypes.data, b.order.ctypes.data, n, threads)
             return
         f = self.fkw
+        tp = self._taps.get((h, w, src_layout, dst_layout))
+        if tp is not None:
+            fn(src.ctypes.data, dst.ctypes.data, tp.kptr.ctypes.data, tp.off.ctypes.data,
+               f.wptr.ctypes.data, tp.wts.ctypes.data, self._bias.ctypes.data,
+               f.order.ctypes.data, n, threads)
+            return
         fn(src.ctypes.data, dst.ctypes.data, f.kptr.ctypes.data, f.cidx.ctypes.data,
            f.wptr.ctypes.data, f.wts.ctypes.data, self._bias.ctypes.data, f.order.ctypes.data,
            n, threads)

@@ -11,6 +11,7 @@ from typing import Any
 
 PARALLEL_AXES = ("rows", "filters")
 LOOP_ORDERS = ("filter_cols", "cols_filter")
+KERNELS = ("pattern", "taps")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ class Schedule:
     tile, "cols_filter" = a job is one (column tile, filter), filters innermost, so the input
     columns of a tile stay in cache across filters; prefetch (C): 1 = prefetch the next
     kernel's input rows; threads: 0 = all.
+    kernel (C, stride-1 convs): "pattern" = one straight-line body per pattern (the knobs
+    above), "taps" = one body for every kernel, reading a table of per-tap input offsets
+    (unaligned loads feeding the FMAs), input channels walked in blocks of cblock (0 = all)
+    for every filter in turn, so a block's input rows stay in L1 across filters (partial
+    sums go through the output buffer between blocks).
     """
     tile_h: int = 4
     tile_w: int = 2
@@ -39,6 +45,8 @@ class Schedule:
     loop_order: str = "filter_cols"
     prefetch: int = 0
     threads: int = 0
+    kernel: str = "pattern"
+    cblock: int = 0
 
     def __post_init__(self) -> None:
         for f in ("tile_h", "tile_w", "unroll_k", "tile_o"):
@@ -55,6 +63,10 @@ class Schedule:
             raise ValueError(f"Schedule.lre must be 0, 1 or 2, got {self.lre}")
         if self.prefetch not in (0, 1):
             raise ValueError(f"Schedule.prefetch must be 0 or 1, got {self.prefetch}")
+        if self.kernel not in KERNELS:
+            raise ValueError(f"Schedule.kernel {self.kernel!r} not in {KERNELS}")
+        if self.cblock < 0:
+            raise ValueError(f"Schedule.cblock must be >= 0, got {self.cblock}")
         if self.threads < 0:
             raise ValueError(f"Schedule.threads must be >= 0, got {self.threads}")
 
@@ -84,6 +96,16 @@ def default_schedule(emitter: str) -> Schedule:
         # rows per job: long flattened runs vectorise well; unroll 1 keeps compiles short
         return Schedule(tile_h=16, unroll_k=1)
     return Schedule()
+
+
+def taps_default_schedule(vector: int, row_floats: int) -> Schedule:
+    """An untuned taps-kernel schedule: 9 accumulators (3 rows x 3 vectors) with 16 vector
+    registers, 12 with 32; channel blocks sized so that a block's input rows (tile rows + 2
+    halo rows of row_floats floats each) take about 20 KiB of a 32 KiB L1."""
+    th, tw = (3, 3) if vector == 8 else (3, 4)
+    per_channel = (th + 2) * max(1, row_floats) * 4
+    cblock = max(4, min(64, 20 * 1024 // per_channel))
+    return Schedule(tile_h=th, tile_w=tw, kernel="taps", cblock=cblock)
 
 
 def c_default_schedule(vector: int, pointwise: bool, row_vectors: int) -> Schedule:
@@ -131,3 +153,27 @@ class ScheduleSpace:
         names = [k for k, _ in self.knobs]
         for combo in itertools.product(*(v for _, v in self.knobs)):
             yield self.base.with_(**dict(zip(names, combo)))
+
+
+@dataclass(frozen=True)
+class UnionSpace:
+    """Several ScheduleSpaces (e.g. one per kernel kind, each with its own knobs) seen as
+    one: len() is the sum, index i walks them in order."""
+    parts: tuple[ScheduleSpace, ...]
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def __getitem__(self, i: int) -> Schedule:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"config {i} out of a space of {len(self)}")
+        i %= len(self)
+        for p in self.parts:
+            if i < len(p):
+                return p[i]
+            i -= len(p)
+        raise AssertionError("unreachable")
+
+    def __iter__(self):  # noqa: D105
+        for p in self.parts:
+            yield from p

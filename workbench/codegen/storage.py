@@ -94,6 +94,66 @@ def unpack(fkw: FKW, kp: KernelPatterns, shape: tuple[int, int, int, int]) -> np
 
 
 @dataclass(frozen=True)
+class TapPack:
+    """FKW weights laid out for render_c's taps kernel (one layout, one channel blocking).
+
+    kptr: (O, B + 1) int32, kernels of execution slot i in input-channel block b are
+    kptr[i, b]:kptr[i, b + 1] (inside a block, by channel); off: (K + 1, T) int32, per kernel
+    and tap the input offset in floats (channel * chan + the pattern's tap offset); wts:
+    (K + 1, T) float32 the tap weights. Patterns with fewer than T taps are padded with
+    weight-0 taps reading the kernel's first tap. One spare zero kernel at the end.
+    """
+    kptr: np.ndarray
+    off: np.ndarray
+    wts: np.ndarray
+
+
+def pack_taps(fkw: FKW, offsets: list[list[int]], chan: int, cg: int, cblock: int) -> TapPack:
+    """Re-pack fkw for the taps kernel: offsets[p][t] is tap t of pattern p from channel 0,
+    chan the floats per input channel, cg input channels per group, cblock channels per
+    block (0 = one block)."""
+    o = fkw.kptr.shape[0]
+    npat = fkw.kptr.shape[1] - 1
+    ntaps = max([len(t) for t in offsets] or [1])
+    nb = max(1, -(-cg // cblock)) if cblock else 1
+    kptr = np.zeros((o, nb + 1), np.int32)
+    offs: list[np.ndarray] = []
+    wts: list[np.ndarray] = []
+    k = 0
+    for i in range(o):
+        chans, offl, wl = [], [], []
+        for p in range(npat):
+            k0, k1 = int(fkw.kptr[i, p]), int(fkw.kptr[i, p + 1])
+            if k1 == k0:
+                continue
+            t = int(fkw.taps[p])
+            c = fkw.cidx[k0:k1].astype(np.int64)
+            w = np.zeros((k1 - k0, ntaps), np.float32)
+            w[:, :t] = fkw.wts[fkw.wptr[i, p]:fkw.wptr[i, p] + (k1 - k0) * t].reshape(-1, t)
+            tap = np.array(offsets[p] + [offsets[p][0]] * (ntaps - t), np.int64)
+            chans.append(c)
+            offl.append(c[:, None] * chan + tap[None, :])
+            wl.append(w)
+        if chans:
+            c = np.concatenate(chans)
+            srt = np.argsort(c, kind="stable")
+            c = c[srt]
+            offs.append(np.concatenate(offl)[srt])
+            wts.append(np.concatenate(wl)[srt])
+            blk = c // cblock if cblock else np.zeros_like(c)
+            kptr[i] = k + np.searchsorted(blk, np.arange(nb + 1), side="left")
+            k += len(c)
+        else:
+            kptr[i] = k
+    offs.append(np.zeros((1, ntaps), np.int64))
+    wts.append(np.zeros((1, ntaps), np.float32))
+    off = np.concatenate(offs)
+    if off.max(initial=0) >= 2 ** 31:
+        raise ValueError("input too large for 32-bit tap offsets")
+    return TapPack(kptr, off.astype(np.int32), np.concatenate(wts).astype(np.float32))
+
+
+@dataclass(frozen=True)
 class BlockSparse:
     """A 1x1 conv / linear weight (O, C) packed for render_c's block-sparse GEMM.
 

@@ -3,7 +3,9 @@
 The search space of a layer is data (a ScheduleSpace); the tuner is a plain loop over a
 seeded sample of it. Each measurement is one JSON line in a log keyed by (layer signature,
 target, threads); a later run reads the log and re-applies the fastest entry without
-measuring. The log lives in $WORKBENCH_CACHE/tuning.jsonl unless another path is given.
+measuring. The log lives in $WORKBENCH_CACHE/tuning.jsonl unless another path is given. Records carry
+the version of the schedule space (LOG_VERSION): replaying a key measured only under another
+version raises TuningLogError, since its best was chosen without the newer candidates.
 """
 from __future__ import annotations
 
@@ -24,8 +26,16 @@ from workbench.codegen.ir import is_pointwise_layer
 from workbench.codegen.kernel import CompiledLayer
 from workbench.codegen.lr import LR, Layer
 from workbench.codegen.parallel import default_threads
-from workbench.codegen.schedule import Schedule, ScheduleSpace, c_default_schedule, \
-    default_schedule
+from workbench.codegen.schedule import Schedule, ScheduleSpace, UnionSpace, c_default_schedule, \
+    default_schedule, taps_default_schedule
+
+# 2: the C space gained the taps kernel (Schedule.kernel, cblock); version-1 records (no
+# "version" field) hold bests chosen without it
+LOG_VERSION = 2
+
+
+class TuningLogError(RuntimeError):
+    """A tuning log that cannot be replayed as it is (records of another LOG_VERSION)."""
 
 
 def layer_signature(layer: Layer, in_shape: tuple[int, ...]) -> str:
@@ -45,16 +55,25 @@ def target_id(emitter: str) -> str:
     return f"{emitter}:{platform.machine()}:v{vec}"
 
 
-def conv_space(layer: Layer, emitter: str, vector: int | None = None) -> ScheduleSpace:
-    """The candidate schedules of a conv layer for an emitter (see Schedule for the knobs)."""
+def conv_space(layer: Layer, emitter: str, vector: int | None = None) -> ScheduleSpace | UnionSpace:
+    """The candidate schedules of a conv layer for an emitter (see Schedule for the knobs):
+    for C convolutions the pattern kernel's knobs, plus the taps kernel's where it applies
+    (not on stride 2, which reads a plain buffer through lane gathers)."""
     if emitter == "numba":
         return ScheduleSpace.of(default_schedule("numba"), tile_h=(4, 8, 16, 32), unroll_k=(1, 2))
     vec = vector or host_vector_width()
     widths = (1, 2, 3) if vec == 8 else (1, 2, 4)
     if is_pointwise_layer(layer):
         return ScheduleSpace.of(Schedule(), tile_o=(4, 6, 8, 12, 16), tile_w=widths)
-    return ScheduleSpace.of(Schedule(), tile_h=(2, 3, 4, 6), tile_w=widths, lre=(1, 2),
-                            loop_order=("filter_cols", "cols_filter"))
+    pattern = ScheduleSpace.of(Schedule(), tile_h=(2, 3, 4, 6), tile_w=widths, lre=(1, 2),
+                               loop_order=("filter_cols", "cols_filter"))
+    if tuple(layer.attrs["stride"]) == (2, 2):
+        return pattern
+    # taps kernel: th x tw accumulators within 16 (AVX2) / 32 registers, L1 channel blocks
+    taps = ScheduleSpace.of(Schedule(kernel="taps"), tile_h=(2, 3, 4),
+                            tile_w=(2, 3, 4) if vec == 8 else (2, 4, 6),
+                            cblock=(8, 16, 32), loop_order=("filter_cols", "cols_filter"))
+    return UnionSpace((pattern, taps))
 
 
 @dataclass
@@ -86,9 +105,19 @@ class TuningLog:
         return out
 
     def best(self, signature: str, target: str, threads: int) -> Schedule | None:
-        """The fastest schedule logged for (signature, target, threads), or None."""
+        """The fastest schedule logged for (signature, target, threads) under LOG_VERSION, or
+        None; TuningLogError if the key was measured only under another version."""
         hits = [r for r in self.records() if r.get("signature") == signature and
                 r.get("target") == target and r.get("threads") == threads]
+        current = [r for r in hits if r.get("version", 1) == LOG_VERSION]
+        if hits and not current:
+            old = sorted({r.get("version", 1) for r in hits})
+            raise TuningLogError(
+                f"tuning log {self.path} has {signature} at {threads} thread(s) measured only "
+                f"with schedule-space version(s) {old}, this code searches version "
+                f"{LOG_VERSION} (it added the taps kernel): delete the log or tune into a new "
+                f"one (retune=True appends version-{LOG_VERSION} records)")
+        hits = current
         if not hits:
             return None
         return Schedule.from_dict(min(hits, key=lambda r: r["ms"])["schedule"])
@@ -139,14 +168,20 @@ def tune_layer(layer: Layer, in_shape: tuple[int, int, int], emitter: str = "c",
                 print(f"# workbench tune: replay {sig} -> {hit.to_dict()}")
             return hit
     space = space or conv_space(layer, emitter)
+    firsts = []
     if emitter == "c":
         vec = host_vector_width()
         rows = -(-in_shape[2] // vec)
-        first = c_default_schedule(vec, is_pointwise_layer(layer), rows)
+        firsts.append(c_default_schedule(vec, is_pointwise_layer(layer), rows))
+        if not is_pointwise_layer(layer) and any(s.kernel == "taps" for s in space):
+            pw = int(layer.attrs["padding"][1])
+            firsts.append(taps_default_schedule(vec, in_shape[2] + 2 * pw))
     else:
-        first = default_schedule(emitter)
-    picks = random.Random(seed).sample(range(len(space)), min(len(space), max(0, trials - 1)))
-    candidates = [first] + [space[i] for i in picks if space[i] != first]
+        firsts.append(default_schedule(emitter))
+    picks = random.Random(seed).sample(range(len(space)),
+                                       min(len(space), max(0, trials - len(firsts))))
+    candidates = firsts + [space[i] for i in picks if space[i] not in firsts]
+    first = firsts[0]
     best, best_t = first, float("inf")
     for sched in candidates:
         sched = sched.with_(threads=threads)
@@ -154,6 +189,7 @@ def tune_layer(layer: Layer, in_shape: tuple[int, int, int], emitter: str = "c",
         t = _time_kernel(kern, in_shape, repeats)
         log.append({"signature": sig, "target": target, "threads": threads,
                     "schedule": sched.with_(threads=0).to_dict(), "ms": t * 1e3,
+                    "version": LOG_VERSION,
                     "utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                     "pid": os.getpid()})
         if t < best_t:

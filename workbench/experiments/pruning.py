@@ -7,6 +7,8 @@
                            pattern + connectivity at one common rate
     characteristics_table  model, patterns, conv compression, accuracy before/after (8x, ADMM);
                            saves the pruned models (kept weights fp16 + packed masks, ~5 MB)
+    extended_retraining    more masked retraining of those saved models (no dense checkpoint
+                           needed): what a longer budget buys
 
 Each takes (quick, out_dir, ...). Quick mode: SmallCNN on sklearn digits, trained here, minutes on
 two CPU cores. Full mode: CIFAR-10 with VGG-16 / ResNet-18 from a dense checkpoint (the npz that
@@ -19,7 +21,7 @@ it: model, dense weights, scheme, rate, method, settings, patterns), so a table 
 from runs made earlier (on another machine, say) and only missing runs are computed. Checkpoints
 go to work_dir (default runs/pruning/), so an interrupted run resumes. Command line:
 
-    python -m workbench.experiments.pruning {coverage,curve,table1,characteristics,all} [--quick]
+    python -m workbench.experiments.pruning {coverage,curve,table1,characteristics,extend,all} [--quick]
         [--model vgg16 --dense runs/cifar10/vgg16.npz] [--rates 4 8] [--methods admm oneshot]
         [--rate 4.5] [--schemes ...] [--admm-epochs N --retrain-epochs N] [--save-models]
 """
@@ -45,6 +47,7 @@ from workbench.provenance import (REPO_ROOT, RESULTS, provenance, write_figure, 
 from workbench.pruning import (ADMM, PatternSet, Sparsifier, admm_prune, candidate_patterns,
                                coverage, oneshot_prune, pattern_frequency, plot_residuals,
                                rate_config, save_pruned, select_patterns)
+from workbench.pruning.masks import MaskedRetraining, load_pruned_model
 from workbench.train import TrainConfig, evaluate, load_checkpoint, train
 from workbench.weights import load_state, read_meta
 
@@ -429,6 +432,69 @@ def characteristics_table(quick: bool = False, out_dir: Path | None = None,
     return df
 
 
+def _saved_models(out: Path, rate: float) -> list[Path]:
+    """The pruned models characteristics_table saved at `rate` (ADMM, pattern + connectivity)."""
+    return sorted((out / "models").glob(f"*-admm-pattern_connectivity-{rate:g}x-??????????.npz"))
+
+
+def extended_retraining(quick: bool = False, out_dir: Path | None = None,
+                        model_files: tuple[str, ...] | None = None, rate: float = 8.0,
+                        epochs: int | None = None, lr: float | None = None,
+                        data_path: str | None = None, work_dir: Path = WORK,
+                        progress: bool = True, device: str = "auto") -> pd.DataFrame:
+    """More masked retraining (same masks, cosine from lr) of the saved rate-x models: what a
+    longer budget buys against the dense accuracy recorded in each model's run.
+
+    Needs no dense checkpoint: it starts from models/<key>.npz and reads the dense accuracy from
+    runs/<key>.json. Writes extended_retraining.{csv,md} and models/<key>-ext<epochs>.npz.
+    """
+    out, s = _setup(quick, out_dir, None)
+    epochs = epochs if epochs is not None else (5 if quick else 60)
+    lr = lr if lr is not None else s.lr_retrain
+    files = [Path(f) for f in model_files] if model_files else _saved_models(out, rate)
+    if not files:
+        raise FileNotFoundError(f"no saved {rate:g}x models in {out / 'models'}: run "
+                                f"`{MODULE} characteristics` first")
+    rows = []
+    for f in files:
+        model, masks, info = load_pruned_model(f)
+        key = info["key"]
+        run = json.loads((out / "runs" / f"{key}.json").read_text())
+        acc = {ph["phase"]: ph["test_acc"] for ph in run["phases"]}
+        splits = load_digits() if info["model"]["name"] == "small_cnn" else load_cifar10(data_path)
+        start = evaluate(model, splits.test, device=device)["accuracy"]
+        cfg = replace(s.retrain(epochs), lr=lr, seed=s.seed + 2, device=device)
+        with MaskedRetraining(model, masks) as keep:
+            history = train(model, splits.train, splits.val, cfg,
+                            checkpoint=Path(work_dir) / f"{key}-ext{epochs}" / "retrain.pt",
+                            after_step=keep, progress=progress, desc=f"extend {key}")
+        end = evaluate(model, splits.test, device=device)["accuracy"]
+        target = out / "models" / f"{key}-ext{epochs}.npz"
+        save_pruned(target, model.cpu(), masks, meta={**info, "extended_epochs": epochs,
+                                                      "test_accuracy": end})
+        rows.append({"model": info["model"]["name"], "rate": rate,
+                     "conv_compression": run["conv_compression"],
+                     "first_epochs": _run_epochs(run), "extra_epochs": epochs, "extra_lr": lr,
+                     "acc_dense": acc["dense"], "acc_first": start, "acc_extended": end,
+                     "drop_first": acc["dense"] - start, "drop_extended": acc["dense"] - end,
+                     "best_val_extended": max(h.get("val_acc", 0.0) for h in history)
+                     if history else float("nan"),
+                     "model_file": f"models/{target.name}"})
+    df = pd.DataFrame(rows)
+    cmd = " ".join([MODULE, "extend"] + (["--quick"] if quick else [])
+                   + ["--rate", f"{rate:g}", "--epochs", str(epochs), "--lr", f"{lr:g}"])
+    write_table(df, out / "extended_retraining",
+                provenance(cmd, {"epochs": epochs, "lr": lr, "rate": rate,
+                                 "models": [f.name for f in files], "device": str(device)}),
+                f"{rate:g}x pattern + connectivity models: {epochs} more epochs of masked retraining")
+    return df
+
+
+def _run_epochs(run: dict[str, Any]) -> int:
+    """ADMM + retraining epochs a pruning run spent (its settings)."""
+    return int(run["settings"]["admm_epochs"]) + int(run["settings"]["retrain_epochs"])
+
+
 def run_all(quick: bool = False, out_dir: Path | None = None, **kw: Any) -> None:
     """Every table and figure of this module (runs shared between them are computed once)."""
     pattern_coverage(quick, out_dir, **{k: v for k, v in kw.items()
@@ -441,7 +507,8 @@ def run_all(quick: bool = False, out_dir: Path | None = None, **kw: Any) -> None
 def main(argv: list[str] | None = None) -> int:
     """Command line: one sub-command per table (see the module docstring)."""
     p = argparse.ArgumentParser(prog=MODULE, description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=["coverage", "curve", "table1", "characteristics", "all"])
+    p.add_argument("what", choices=["coverage", "curve", "table1", "characteristics", "extend",
+                                    "all"])
     p.add_argument("--quick", action="store_true", help="digits + SmallCNN on CPU, minutes")
     p.add_argument("--out", default=None, help="output folder (default results/pruning[/quick])")
     p.add_argument("--model", nargs="+", default=None, help="vgg16 resnet18 (full mode)")
@@ -459,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work-dir", default=str(WORK), help="checkpoints (resumable)")
     p.add_argument("--cached-only", action="store_true",
                    help="only assemble tables from runs already in <out>/runs; never train")
+    p.add_argument("--epochs", type=int, default=None, help="extend: extra retraining epochs")
+    p.add_argument("--lr", type=float, default=None, help="extend: peak learning rate (cosine)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     models = tuple(a.model) if a.model else None
@@ -475,6 +544,11 @@ def main(argv: list[str] | None = None) -> int:
                                  if a.retrain_epochs is None else a.retrain_epochs)
     if a.quick:
         torch.set_num_threads(1)  # tiny convolutions: a second thread only adds contention
+    if a.what == "extend":
+        extended_retraining(a.quick, out, rate=a.rate or 8.0, epochs=a.epochs, lr=a.lr,
+                            data_path=a.data_path, work_dir=Path(a.work_dir),
+                            progress=not a.no_progress)
+        return 0
     if a.what == "coverage":
         kw.pop("settings", None)
         pattern_coverage(a.quick, out, **kw)
