@@ -43,4 +43,5 @@ def test_bad_names_and_sizes_are_explained():
         build_model("vgg17")
     with pytest.raises(ValueError, match="input_size must be 32"):
         build_model("vgg16", input_size=48)
-    assert model_names() == ["mobilenet_v2", "resnet18", "resnet50", "small_cnn", "vgg16"]
+    assert model_names() == ["mobilenet_v2", "resnet18", "resnet20", "resnet50", "resnet56",
+                             "small_cnn", "vgg16"]

@@ -7,6 +7,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from workbench.models import cifar
+from workbench.models.resnet_cifar import resnet20_cifar, resnet56_cifar
 from workbench.models.small_cnn import SmallCNN
 
 IMAGENET_SIZE = 224
@@ -19,11 +20,14 @@ _ZOO: dict[str, tuple[Callable[[int], nn.Module], Callable[[int], nn.Module]]] =
     "resnet50": (cifar.resnet50_cifar, lambda n: tvm.resnet50(weights=None, num_classes=n)),
     "mobilenet_v2": (cifar.mobilenet_v2_cifar, lambda n: tvm.mobilenet_v2(weights=None, num_classes=n)),
 }
+# CIFAR-shape only (He et al.'s 6n+2 ResNets have no ImageNet form).
+_CIFAR_ONLY: dict[str, Callable[[int], nn.Module]] = {"resnet20": resnet20_cifar,
+                                                      "resnet56": resnet56_cifar}
 
 
 def model_names() -> list[str]:
     """Names build_model accepts."""
-    return sorted([*_ZOO, "small_cnn"])
+    return sorted([*_ZOO, *_CIFAR_ONLY, "small_cnn"])
 
 
 def build_model(name: str, num_classes: int = 10, input_size: int = CIFAR_SIZE,
@@ -34,6 +38,11 @@ def build_model(name: str, num_classes: int = 10, input_size: int = CIFAR_SIZE,
     """
     if name == "small_cnn":
         return SmallCNN(num_classes, in_channels=in_channels, input_size=input_size)
+    if name in _CIFAR_ONLY:
+        if in_channels != 3 or input_size != CIFAR_SIZE:
+            raise ValueError(f"{name} exists at CIFAR shape only (3, 32, 32), got "
+                             f"in_channels={in_channels}, input_size={input_size}")
+        return _CIFAR_ONLY[name](num_classes)
     if name not in _ZOO:
         raise ValueError(f"unknown model {name!r}; choose one of {model_names()}")
     if in_channels != 3:

@@ -1,0 +1,30 @@
+"""Executors: in-process, and Dask on a LocalCluster of two worker processes."""
+import operator
+from functools import partial
+
+import pytest
+
+from workbench.tune.executor import DaskExecutor, InProcessExecutor, make_executor
+from workbench.tune.explore import Cached, explore
+
+
+def test_in_process_map_keeps_order():
+    assert InProcessExecutor().map(partial(operator.mul, 3), [1, 2, 3]) == [3, 6, 9]
+    assert isinstance(make_executor(None), InProcessExecutor)
+    assert isinstance(make_executor(2), DaskExecutor) and make_executor(2).n_workers == 2
+    assert make_executor("tcp://127.0.0.1:8786").address == "tcp://127.0.0.1:8786"
+
+
+def test_dask_local_cluster_explores_two_at_a_time(tmp_path):
+    pytest.importorskip("distributed", reason='needs dask.distributed: pip install "dask[distributed]"')
+    from tests.tune.test_explore import evaluate_toy, toys
+
+    tasks = toys(tmp_path / "log")
+    with DaskExecutor(n_workers=2) as ex:
+        assert ex.workers == 2
+        assert ex.map(partial(operator.mul, 2), [1, 2, 3]) == [2, 4, 6]
+        e = explore(tasks, Cached(evaluate_toy, str(tmp_path / "nets")), 0.9, workers=2,
+                    executor=ex)
+    assert [r["key"] for r in e.evaluated] == ["n0", "n1", "n2", "n3"]
+    assert e.chosen["key"] == "n3" and e.time_s == 2 + 4
+    assert sorted((tmp_path / "log").read_text().split()) == ["n0", "n1", "n2", "n3"]

@@ -1,0 +1,66 @@
+"""Smallest-first exploration: stopping rule, batch counting, atomic results and resumption."""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from workbench.tune.explore import Cached, ResultStore, explore
+
+
+@dataclass(frozen=True)
+class Toy:
+    key: str
+    size: int
+    acc: float
+    log: str  # a file each real evaluation appends its key to
+
+
+def evaluate_toy(t: Toy) -> dict:
+    """Accuracy given by the task; one line in t.log per real evaluation; 'interrupt' raises."""
+    if t.key == "interrupt":
+        raise KeyboardInterrupt
+    with open(t.log, "a") as f:
+        f.write(t.key + "\n")
+    return {"accuracy": t.acc, "seconds": float(t.size)}
+
+
+def toys(log: Path) -> list[Toy]:
+    accs = [0.5, 0.6, 0.7, 0.95, 0.8, 0.99]
+    return [Toy(f"n{i}", i + 1, a, str(log)) for i, a in enumerate(accs)][::-1]  # unsorted
+
+
+def test_smallest_first_and_batches(tmp_path):
+    tasks = toys(tmp_path / "log")
+    e = explore(tasks, evaluate_toy, target=0.9, workers=1)
+    assert [r["key"] for r in e.evaluated] == ["n0", "n1", "n2", "n3"]
+    assert e.chosen["key"] == "n3" and e.time_s == 1 + 2 + 3 + 4
+    e2 = explore(tasks, evaluate_toy, target=0.9, workers=4)
+    assert e2.configs == 4 and e2.time_s == 4  # one batch of four: the slowest counts
+    e3 = explore(tasks, evaluate_toy, target=0.9, workers=3)
+    assert e3.configs == 6 and e3.chosen["key"] == "n3" and e3.time_s == 3 + 6
+    never = explore(tasks, evaluate_toy, target=1.1, workers=2)
+    assert not never.met and never.configs == 6
+
+
+def test_resume_reruns_only_unfinished(tmp_path):
+    log = tmp_path / "log"
+    tasks = toys(log)
+    k = 2
+    broken = tasks + [Toy("interrupt", k + 0.5, 0.0, str(log))]  # sorts right after n(k-1)
+    fn = Cached(evaluate_toy, str(tmp_path / "nets"))
+    with pytest.raises(KeyboardInterrupt):
+        explore(broken, fn, target=0.9, workers=1)
+    assert log.read_text().split() == ["n0", "n1"]
+    assert ResultStore(tmp_path / "nets").keys() == ["n0", "n1"]
+    assert not list((tmp_path / "nets").glob(".*tmp*"))  # nothing half-written left
+    e = explore(tasks, fn, target=0.9, workers=1)
+    assert log.read_text().split() == ["n0", "n1", "n2", "n3"]  # n0, n1 not evaluated again
+    assert e.computed == 2 and e.chosen["key"] == "n3"
+    stored = json.loads((tmp_path / "nets" / "n3.json").read_text())
+    assert stored["accuracy"] == 0.95 and stored["key"] == "n3"
+
+
+def test_store_rejects_path_keys(tmp_path):
+    with pytest.raises(ValueError, match="plain file name"):
+        ResultStore(tmp_path).path("../x")

@@ -1,0 +1,483 @@
+"""CoCo-Tune experiments (issue 5): scaled analogues of the report's Tables 3-5 and Figure 11.
+
+    table3    alpha levels x #nodes: configurations explored, time, model size, speedup of
+              CoCo-Tune (block-trained networks) over the baseline (default networks), overhead
+    table4    speedup against the size of the promising subspace (nested, close-to-uniform sizes)
+    table5    extra speedup of hierarchical (Sequitur) tuning blocks over one block per module,
+              on random collections (collection-1) and one-rate-per-stage ones (collection-2)
+    figure11  accuracy of every network of the subspace right after assembly, with and without
+              block training; final accuracies of the explored ones; fine-tuning curves of the
+              network pruned 70% in every module, default vs block-trained
+    estimate  times a few training steps here and prints the full-mode cost
+
+Quick mode: sklearn digits, a ResNet-14 of widths 8/16/32 at (1, 8, 8), CPU, minutes; writes
+results/cocotune/quick/. Full mode: CIFAR-10 (load_cifar10) with ResNet-20 (or -56) at CIFAR
+shape; the full model is trained first unless --teacher gives a checkpoint (a state dict of the
+registry model: workbench npz or torch .pt). Tables 3-5 use one block per module, as the report
+does for its basic measurements; Table 5 compares that with Sequitur's blocks.
+
+Time is what N nodes would spend: per-network seconds measured on this machine (one network at a
+time unless --dask), summed over batches as the slowest network of each batch; pre-training time
+counts fully in CoCo-Tune's time at every N. Everything is cached in the run directory
+(pipeline.Workspace), so an interrupted call resumes and the tables are re-assembled from
+finished networks. Command line:
+
+    python -m workbench.experiments.cocotune {table3,table4,table5,figure11,all,estimate}
+        [--quick] [--model resnet20] [--workers 1 2 4] [--dask N|tcp://host:port]
+        [--device cuda] [--teacher path] [--out results/cocotune] [--run-dir runs/cocotune]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from workbench.models.resnet_cifar import ResNetCifar
+from workbench.provenance import REPO_ROOT, RESULTS, provenance, write_figure, write_json, write_table
+from workbench.train import TrainConfig, resolve_device
+from workbench.tune.assemble import FinetuneConfig
+from workbench.tune.executor import make_executor
+from workbench.tune.explore import Cached, Exploration, explore
+from workbench.tune.network import GraphNet, from_module
+from workbench.tune.pipeline import (DataSpec, NetTask, Workspace, adopt_teacher, init_task,
+                                     load_splits, make_task, pretrain_blockset, run_init_task,
+                                     run_net_task, train_teacher)
+from workbench.tune.pretrain import PretrainConfig
+from workbench.tune.subspace import (Config, placed_blocks, sample_grouped,
+                                     sample_subspace, tuning_blocks)
+
+MODULE = "python -m workbench.experiments.cocotune"
+QUICK_OUT = RESULTS / "cocotune" / "quick"
+FULL_OUT = RESULTS / "cocotune"
+RUN_DIR = REPO_ROOT / "runs" / "cocotune"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything that fixes an experiment: data, model, budgets, subspaces, alphas, #nodes."""
+    quick: bool
+    data: DataSpec
+    depth: int
+    widths: tuple[int, int, int]
+    in_channels: int
+    input_size: int
+    teacher: TrainConfig
+    pretrain: PretrainConfig
+    finetune: FinetuneConfig
+    curve_epochs: int
+    subspace: int                      # Table 3 and Figure 11
+    sizes: tuple[int, ...]             # Table 4
+    alphas: tuple[float, ...]          # Table 3
+    alphas4: tuple[float, ...]         # Table 4
+    alphas5: tuple[float, ...]         # Table 5
+    workers: tuple[int, ...] = (1, 2, 4)
+    collection: int = 8                # Table 5 collection size (the report's N = 8)
+    repeats: int = 2                   # Table 5 repeats per collection type
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.data.name}-resnet{self.depth}"
+
+
+def make_setup(quick: bool, device: str = "auto", depth: int = 20,
+               workers: tuple[int, ...] = (1, 2, 4), data_path: str | None = None) -> Setup:
+    """Quick: digits + ResNet-14 (8/16/32) on CPU. Full: CIFAR-10 + ResNet-depth (16/32/64)."""
+    if quick:
+        return Setup(quick=True, data=DataSpec("digits"), depth=14, widths=(8, 16, 32),
+                     in_channels=1, input_size=8,
+                     teacher=TrainConfig(epochs=15, batch_size=64, lr=0.05, device="cpu", seed=0),
+                     pretrain=PretrainConfig(epochs=2, batch_size=64, lr=2e-3, device="cpu"),
+                     finetune=FinetuneConfig(epochs=1, batch_size=64, lr=0.02, device="cpu",
+                                             eval_batch_size=500),
+                     curve_epochs=3, subspace=16, sizes=(4, 8, 16), alphas=(0.0, 0.02, 0.04),
+                     alphas4=(0.0, 0.02), alphas5=(0.0, 0.02, 0.04), workers=workers,
+                     collection=8, repeats=2)
+    return Setup(quick=False, data=DataSpec("cifar10", data_path), depth=depth,
+                 widths=(16, 32, 64), in_channels=3, input_size=32,
+                 teacher=TrainConfig(epochs=40, batch_size=256, lr=0.1, device=device, seed=0),
+                 pretrain=PretrainConfig(epochs=2, batch_size=256, lr=2e-3, device=device),
+                 finetune=FinetuneConfig(epochs=2, batch_size=256, lr=0.02, device=device,
+                                         eval_batch_size=2500),
+                 curve_epochs=6, subspace=64, sizes=(4, 16, 64), alphas=(0.0, 0.01, 0.02, 0.04),
+                 alphas4=(0.0, 0.02), alphas5=(0.0, 0.02, 0.04), workers=workers,
+                 collection=8, repeats=2)
+
+
+@dataclass
+class Context:
+    """A prepared run: setup, workspace, network, teacher record, the executor's spec."""
+    setup: Setup
+    ws: Workspace
+    net: GraphNet
+    teacher: dict
+    dask: str | None = None
+    _executor: object = field(default=None, repr=False)
+
+    @property
+    def full_acc(self) -> float:
+        return float(self.teacher["val_acc"])
+
+    @property
+    def full_size(self) -> int:
+        return self.net.param_count()
+
+    def executor(self):
+        if self._executor is None:
+            self._executor = make_executor(self.dask)
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
+
+
+def source_model(s: Setup) -> ResNetCifar:
+    """The full model before training (seeded)."""
+    torch.manual_seed(s.seed)
+    return ResNetCifar(s.depth, 10, in_channels=s.in_channels, widths=s.widths)
+
+
+def prepare(s: Setup, run_dir: str | Path, teacher: str | Path | None = None,
+            dask: str | None = None, progress: bool = False) -> Context:
+    """Describe the model, write the multiplexing model, get the trained teacher."""
+    model = source_model(s)
+    net = from_module(model, model.block_names(), (s.in_channels, s.input_size, s.input_size),
+                      s.name)
+    ws = Workspace(Path(run_dir) / s.name)
+    ws.prepare(net)
+    data = load_splits(s.data)
+    if teacher is not None and not ws.teacher_file.exists():
+        path = Path(teacher)
+        if path.suffix == ".npz":
+            from workbench.weights import load_state
+            state = load_state(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state.get("model", state))
+        info = adopt_teacher(ws, model, net, data, s.teacher.device)
+    else:
+        info = train_teacher(ws, model, net, data, s.teacher, progress=progress)
+    return Context(s, ws, net, info, dask)
+
+
+# ---- comparisons -----------------------------------------------------------------------------
+
+@dataclass
+class Arms:
+    """The baseline and CoCo-Tune tasks of one subspace, with the block set's record."""
+    configs: list[Config]
+    base: list[NetTask]
+    comp: list[NetTask]
+    blockset: str
+    pretrain_s: float
+    n_blocks: int
+    blocks_layers: int
+
+
+def arms(ctx: Context, configs: list[Config], method: str = "per_module",
+         finetune: FinetuneConfig | None = None) -> Arms:
+    """Pre-train the subspace's tuning blocks (cached) and make both arms' tasks."""
+    s = ctx.setup
+    ft = finetune or s.finetune
+    tb = tuning_blocks(ctx.net, configs, method)
+    bid, info = pretrain_blockset(ctx.ws, list(tb.blocks), s.pretrain, s.data)
+    comp = [make_task(ctx.ws, c, bid, tuple(placed_blocks(tb, i)), s.data, ft)
+            for i, c in enumerate(configs)]
+    base = [make_task(ctx.ws, c, None, (), s.data, ft) for c in configs]
+    return Arms(list(configs), base, comp, bid, float(info["seconds"]), len(tb.blocks), tb.cost)
+
+
+def run(ctx: Context, tasks: list[NetTask], target: float, workers: int) -> Exploration:
+    """Explore `tasks` smallest first with `workers` at a time (results cached in the run dir)."""
+    return explore(tasks, Cached(run_net_task, str(ctx.ws.nets)), target, workers, ctx.executor())
+
+
+def compare(ctx: Context, a: Arms, alpha: float, workers: int) -> dict:
+    """One row: baseline against CoCo-Tune at accuracy drop alpha with `workers` nodes."""
+    target = ctx.full_acc * (1 - alpha)
+    eb = run(ctx, a.base, target, workers)
+    ec = run(ctx, a.comp, target, workers)
+    t_comp = a.pretrain_s + ec.time_s
+    size = lambda e: (e.chosen["size"] if e.met else ctx.full_size) / ctx.full_size  # noqa: E731
+    return {"alpha": alpha, "nodes": workers, "thr_acc": target,
+            "configs_base": eb.configs, "configs_comp": ec.configs,
+            "time_base_s": eb.time_s, "time_comp_s": t_comp,
+            "size_base": size(eb), "size_comp": size(ec),
+            "acc_base": eb.chosen["accuracy"] if eb.met else float("nan"),
+            "acc_comp": ec.chosen["accuracy"] if ec.met else float("nan"),
+            "met_base": eb.met, "met_comp": ec.met,
+            "speedup": eb.time_s / t_comp if t_comp > 0 else float("nan"),
+            "overhead": a.pretrain_s / t_comp if t_comp > 0 else float("nan")}
+
+
+def table3(ctx: Context) -> pd.DataFrame:
+    """Table 3 analogue on the main subspace: every alpha x every #nodes."""
+    s = ctx.setup
+    a = arms(ctx, sample_subspace(ctx.net, s.subspace, seed=s.seed))
+    rows = [compare(ctx, a, alpha, n) for alpha in s.alphas for n in s.workers]
+    df = pd.DataFrame(rows)
+    df.insert(0, "subspace", len(a.configs))
+    df["blocks"] = a.n_blocks
+    df["pretrain_s"] = a.pretrain_s
+    return df
+
+
+def nested(configs: list[Config], k: int) -> list[Config]:
+    """k of the (size-sorted) configs at evenly spaced ranks: still close-to-uniform sizes."""
+    idx = np.unique(np.round(np.linspace(0, len(configs) - 1, k)).astype(int))
+    return [configs[i] for i in idx]
+
+
+def table4(ctx: Context) -> pd.DataFrame:
+    """Table 4 analogue: speedup against subspace size, one node."""
+    s = ctx.setup
+    main = sample_subspace(ctx.net, max(s.sizes), seed=s.seed)
+    rows = []
+    for k in s.sizes:
+        a = arms(ctx, nested(main, k))
+        for alpha in s.alphas4:
+            r = compare(ctx, a, alpha, 1)
+            rows.append({"subspace": len(a.configs), "alpha": alpha, "thr_acc": r["thr_acc"],
+                         "blocks": a.n_blocks, "pretrain_s": a.pretrain_s,
+                         "configs_base": r["configs_base"], "configs_comp": r["configs_comp"],
+                         "time_base_s": r["time_base_s"], "time_comp_s": r["time_comp_s"],
+                         "speedup": r["speedup"]})
+    return pd.DataFrame(rows)
+
+
+def stages(net: GraphNet) -> list[list[str]]:
+    """Modules grouped by ResNet stage ('layer1.0', 'layer1.1' -> 'layer1')."""
+    groups: dict[str, list[str]] = {}
+    for m in net.modules:
+        groups.setdefault(m.split(".")[0], []).append(m)
+    return list(groups.values())
+
+
+def table5(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 5 analogue: time with one block per module over time with Sequitur's blocks."""
+    s = ctx.setup
+    rows = []
+    for kind in ("collection-1", "collection-2"):
+        for rep in range(s.repeats):
+            seed = 1000 + rep
+            configs = (sample_subspace(ctx.net, s.collection, seed=seed) if kind == "collection-1"
+                       else sample_grouped(ctx.net, s.collection, stages(ctx.net), seed=seed))
+            per = arms(ctx, configs, "per_module")
+            seq = arms(ctx, configs, "sequitur")
+            for alpha in s.alphas5:
+                target = ctx.full_acc * (1 - alpha)
+                ep, es = run(ctx, per.comp, target, 1), run(ctx, seq.comp, target, 1)
+                tp, ts = per.pretrain_s + ep.time_s, seq.pretrain_s + es.time_s
+                rows.append({"collection": kind, "repeat": rep, "alpha": alpha, "thr_acc": target,
+                             "blocks_per_module": per.n_blocks, "blocks_sequitur": seq.n_blocks,
+                             "block_layers_per_module": per.blocks_layers,
+                             "block_layers_sequitur": seq.blocks_layers,
+                             "configs_per_module": ep.configs, "configs_sequitur": es.configs,
+                             "time_per_module_s": tp, "time_sequitur_s": ts,
+                             "extra_speedup": tp / ts if ts > 0 else float("nan")})
+    df = pd.DataFrame(rows)
+    summary = (df.groupby(["collection", "alpha"])["extra_speedup"]
+               .apply(lambda v: float(np.exp(np.log(v).mean()))).reset_index()
+               .rename(columns={"extra_speedup": "geomean_extra_speedup"}))
+    return df, summary
+
+
+def steps_to_reach(curve: list, level: float) -> int | None:
+    """First step of a [(step, acc)] curve whose accuracy reaches `level` (None: never)."""
+    return next((int(st) for st, acc in curve if acc >= level), None)
+
+
+def figure11(ctx: Context, out: Path, prov: dict) -> dict:
+    """Figure 11 analogue; returns the key numbers (also written as figure11.json)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = ctx.setup
+    configs = sample_subspace(ctx.net, s.subspace, seed=s.seed)
+    a = arms(ctx, configs)
+    init = Cached(run_init_task, str(ctx.ws.root / "init"))
+    ex = ctx.executor()
+    init_b = ex.map(init, [init_task(t) for t in a.base])
+    init_c = ex.map(init, [init_task(t) for t in a.comp])
+    # final accuracies of the networks the explorations fine-tuned (read back, never recomputed)
+    from workbench.tune.explore import ResultStore
+    store = ResultStore(ctx.ws.nets)
+    fin_b = [r for r in (store.get(t.key) for t in a.base) if r is not None]
+    fin_c = [r for r in (store.get(t.key) for t in a.comp) if r is not None]
+    # curves: the network pruned 70% in every module, default vs block-trained
+    all7 = tuple(0.7 for _ in ctx.net.modules)
+    ft = replace(s.finetune, epochs=s.curve_epochs, evals_per_epoch=4)
+    ca = arms(ctx, configs + ([all7] if all7 not in configs else []), finetune=ft)
+    i7 = ca.configs.index(all7)
+    cb = Cached(run_net_task, str(ctx.ws.nets))(ca.base[i7])
+    cc = Cached(run_net_task, str(ctx.ws.nets))(ca.comp[i7])
+    base_final = cb["curve"][-1][1]
+    reach = steps_to_reach(cc["curve"], base_final)
+    total = cb["curve"][-1][0]
+    fig, ax = plt.subplots(1, 3, figsize=(16, 4.2))
+    full = ctx.full_size
+    for res, label, mk in ((init_b, "default (L1-pruned)", "o"), (init_c, "block-trained", "^")):
+        ax[0].scatter([r["size"] / full for r in res], [r["accuracy"] for r in res], label=label,
+                      marker=mk, alpha=0.7)
+    for res, label, mk in ((fin_b, "default", "o"), (fin_c, "block-trained", "^")):
+        if res:
+            ax[1].scatter([r["size"] / full for r in res], [r["accuracy"] for r in res],
+                          label=f"{label} ({len(res)} fine-tuned)", marker=mk, alpha=0.7)
+    for axis, title in ((ax[0], "(a) right after assembly"),
+                        (ax[1], f"(b) after fine-tuning ({s.finetune.epochs} epoch(s))")):
+        axis.axhline(ctx.full_acc, color="k", ls="--", lw=1, label="full model")
+        axis.set_xlabel("model size (fraction of full)")
+        axis.set_ylabel("validation accuracy")
+        axis.set_title(title)
+        axis.legend(fontsize=8)
+    for rec, label in ((cb, "default"), (cc, "block-trained")):
+        st, acc = zip(*rec["curve"])
+        ax[2].plot(st, acc, marker=".", label=label)
+    ax[2].axhline(ctx.full_acc, color="k", ls="--", lw=1, label="full model")
+    ax[2].set_xlabel("fine-tuning step")
+    ax[2].set_ylabel("validation accuracy")
+    ax[2].set_title("(c) all modules pruned 70%")
+    ax[2].legend(fontsize=8)
+    fig.suptitle(f"CoCo-Tune, {s.name}: {len(configs)} networks")
+    fig.tight_layout()
+    write_figure(fig, out / "figure11.png", prov)
+    plt.close(fig)
+    mean = lambda rs: float(np.mean([r["accuracy"] for r in rs])) if rs else float("nan")  # noqa: E731
+    summary = {"full_acc": ctx.full_acc, "networks": len(configs),
+               "init_acc_mean_default": mean(init_b), "init_acc_mean_block": mean(init_c),
+               "final_acc_mean_default": mean(fin_b), "final_acc_mean_block": mean(fin_c),
+               "finetuned_default": len(fin_b), "finetuned_block": len(fin_c),
+               "curve_default": cb["curve"], "curve_block": cc["curve"],
+               "curve_steps": total, "default_final_acc": base_final,
+               "block_steps_to_default_final": reach,
+               "step_saving": (1 - reach / total) if reach is not None and total else None}
+    write_json({"provenance": prov, **summary}, out / "figure11.json")
+    return summary
+
+
+def estimate(s: Setup, steps: int = 20) -> dict:
+    """Time `steps` training steps of the full model here; extrapolate the full-mode cost (s)."""
+    dev = resolve_device(s.finetune.device)
+    model = source_model(s).to(dev)
+    if dev.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(s.finetune.batch_size, s.in_channels, s.input_size, s.input_size, device=dev)
+    y = torch.randint(0, 10, (len(x),), device=dev)
+
+    def step() -> None:
+        with torch.autocast("cuda", torch.bfloat16, enabled=dev.type == "cuda"):
+            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(5):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    per_step = (time.perf_counter() - t0) / steps
+    n_train = len(load_splits(s.data).train)
+    epoch = per_step * math.ceil(n_train / s.finetune.batch_size)
+    nets_worst = 2 * s.subspace + 2 * s.repeats * 2 * s.collection + 2 + min(s.sizes) * 2
+    cost = {"step_s": per_step, "epoch_s": epoch, "teacher_s": epoch * s.teacher.epochs,
+            # pre-training runs the teacher and every block: about 3 model passes per step
+            "pretrain_per_blockset_s": 3 * epoch * s.pretrain.epochs,
+            "blocksets": 2 + 2 * 2 * s.repeats, "network_s": epoch * s.finetune.epochs,
+            "networks_worst_case": nets_worst}
+    cost["total_worst_s"] = (cost["teacher_s"] + cost["blocksets"] * cost["pretrain_per_blockset_s"]
+                             + nets_worst * cost["network_s"] + 2 * epoch * s.curve_epochs)
+    return cost
+
+
+def run_all(what: str, quick: bool, out: Path | None = None, run_dir: Path | None = None,
+            device: str = "auto", workers: tuple[int, ...] = (1, 2, 4), dask: str | None = None,
+            teacher: str | None = None, depth: int = 20, data_path: str | None = None,
+            progress: bool = False, command: str | None = None, setup: Setup | None = None) -> dict:
+    """Run `what` (table3, table4, table5, figure11, all) and write the results; returns them.
+
+    `setup` replaces the mode's settings (tests use a smaller one)."""
+    s = setup or make_setup(quick, device, depth, workers, data_path)
+    out = Path(out) if out is not None else (QUICK_OUT if quick else FULL_OUT)
+    run_dir = Path(run_dir) if run_dir is not None else RUN_DIR / ("quick" if quick else "full")
+    cfg = {k: v for k, v in asdict(s).items()}
+    prov = provenance(command or f"{MODULE} {what}{' --quick' if quick else ''}", cfg)
+    ctx = prepare(s, run_dir, teacher, dask, progress)
+    done: dict = {"teacher": ctx.teacher}
+    try:
+        if what in ("table3", "all"):
+            df = table3(ctx)
+            write_table(df, out / "table3", prov, f"CoCo-Tune Table 3 analogue ({s.name}, "
+                        f"full accuracy {ctx.full_acc:.4f})")
+            done["table3"] = df
+        if what in ("table4", "all"):
+            df = table4(ctx)
+            write_table(df, out / "table4", prov, f"CoCo-Tune Table 4 analogue ({s.name})")
+            done["table4"] = df
+        if what in ("table5", "all"):
+            df, summary = table5(ctx)
+            write_table(df, out / "table5", prov, f"CoCo-Tune Table 5 analogue ({s.name})")
+            write_table(summary, out / "table5_summary", prov,
+                        "Extra speedup of Sequitur blocks over one block per module (geometric mean)")
+            done["table5"], done["table5_summary"] = df, summary
+        if what in ("figure11", "all"):
+            done["figure11"] = figure11(ctx, out, prov)
+        write_json({"provenance": prov, "teacher": ctx.teacher,
+                    "full_size": ctx.full_size}, out / "teacher.json")
+    finally:
+        ctx.close()
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    p = argparse.ArgumentParser(prog=MODULE, description=__doc__.split("\n")[0])
+    p.add_argument("what", choices=["table3", "table4", "table5", "figure11", "all", "estimate"])
+    p.add_argument("--quick", action="store_true", help="digits + ResNet-14 on CPU, minutes")
+    p.add_argument("--workers", nargs="+", type=int, default=[1, 2, 4], help="#nodes column")
+    p.add_argument("--dask", default=None,
+                   help="run networks on Dask: a worker count (LocalCluster) or a scheduler address")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--model", default="resnet20", choices=["resnet20", "resnet56"])
+    p.add_argument("--teacher", default=None, help="trained full model (state dict .npz/.pt)")
+    p.add_argument("--data-path", default=None, help="CIFAR-10 .npz (default: data folders)")
+    p.add_argument("--out", default=None, help="default results/cocotune[/quick]")
+    p.add_argument("--run-dir", default=None, help="default runs/cocotune/{quick,full}")
+    p.add_argument("--progress", action="store_true")
+    args = p.parse_args(argv)
+    depth = int(args.model.removeprefix("resnet"))
+    if args.what == "estimate":
+        cost = estimate(make_setup(args.quick, args.device, depth, tuple(args.workers),
+                                   args.data_path))
+        for k, v in cost.items():
+            print(f"{k:>26}: {v:.4g}" if isinstance(v, float) else f"{k:>26}: {v}")
+        return 0
+    command = " ".join([MODULE, *(argv if argv is not None else sys.argv[1:])])
+    done = run_all(args.what, args.quick, args.out, args.run_dir, args.device,
+                   tuple(args.workers), args.dask, args.teacher, depth, args.data_path,
+                   args.progress, command)
+    for k, v in done.items():
+        print(f"== {k}")
+        print(v.to_string(index=False) if isinstance(v, pd.DataFrame) else
+              {a: b for a, b in v.items() if not str(a).startswith("curve")})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

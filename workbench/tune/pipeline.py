@@ -1,0 +1,236 @@
+"""A CoCo-Tune run directory and the tasks that run in it (in process or on Dask workers).
+
+Layout of a run directory (everything needed to resume; carry it between machines or calls):
+
+    network.json          the GraphNet (modules, layers, channels)
+    multiplex.py          the generated multiplexing model
+    teacher.ckpt          workbench.train checkpoint of the full model while it trains
+    teacher.pt, .json     the trained full model (multiplexing keys) and its accuracy
+    blocks/<id>.pt, .json pre-trained tuning blocks of one block set (+ .ckpt while training)
+    nets/<key>.json       one finished network (fine-tuned accuracy, curve, seconds)
+
+A NetTask names everything one network's evaluation needs (paths, rates, blocks, budgets) and
+pickles, so `run_net_task` can run on any worker that sees the run directory.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from workbench.data import Splits, load_cifar10, load_digits
+from workbench.provenance import atomic_write_text, write_json
+from workbench.train import TrainConfig, evaluate, save_checkpoint, train
+from workbench.tune.assemble import FinetuneConfig, assemble, finetune
+from workbench.tune.multiplex import generate, load_multiplex
+from workbench.tune.network import GraphNet, net_from_dict, net_to_dict, state_from_module
+from workbench.tune.pretrain import BlockSpec, PretrainConfig, pretrain_blocks
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which data: 'digits' (sklearn, bundled) or 'cifar10' (npz; optional subsets)."""
+    name: str = "digits"
+    path: str | None = None
+    train_subset: int | None = None
+    val_size: int = 5000
+
+
+@functools.lru_cache(maxsize=4)
+def load_splits(spec: DataSpec) -> Splits:
+    """The data set of `spec`, loaded once per process."""
+    if spec.name == "digits":
+        return load_digits()
+    if spec.name == "cifar10":
+        return load_cifar10(spec.path, val_size=spec.val_size, train_subset=spec.train_subset)
+    raise ValueError(f"unknown data set {spec.name!r}; 'digits' or 'cifar10'")
+
+
+def digest(obj: object, n: int = 10) -> str:
+    """A short stable hash of a JSON-able object."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+class Workspace:
+    """Paths and files of one run directory (see the module docstring)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def prepare(self, net: GraphNet) -> None:
+        """Write network.json and multiplex.py; an existing run must describe the same network."""
+        spec = net_to_dict(net)
+        path = self.root / "network.json"
+        if path.exists() and json.loads(path.read_text()) != json.loads(json.dumps(spec)):
+            raise ValueError(f"{self.root} holds a run of another network; use another run dir")
+        write_json(spec, path)
+        source = generate(net)
+        mux = self.root / "multiplex.py"
+        if not mux.exists() or mux.read_text() != source:
+            atomic_write_text(mux, source)
+
+    def net(self) -> GraphNet:
+        """The run's GraphNet."""
+        return net_from_dict(json.loads((self.root / "network.json").read_text()))
+
+    def mux(self):
+        """The run's generated multiplexing-model module."""
+        return load_multiplex(self.root / "multiplex.py")
+
+    @property
+    def teacher_file(self) -> Path:
+        return self.root / "teacher.pt"
+
+    def teacher(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """The trained full model's state dict (multiplexing keys) and its record."""
+        state = torch.load(self.teacher_file, map_location="cpu", weights_only=True)
+        return state, json.loads(self.teacher_file.with_suffix(".json").read_text())
+
+    def save_teacher(self, state: dict[str, torch.Tensor], info: dict) -> None:
+        """Store the full model (atomically) and its record."""
+        save_checkpoint(self.teacher_file, state)
+        write_json(info, self.teacher_file.with_suffix(".json"))
+
+    def block_file(self, blockset: str) -> Path:
+        return self.root / "blocks" / f"{blockset}.pt"
+
+    def blocks(self, blockset: str) -> tuple[list[dict[str, torch.Tensor]], dict]:
+        """Pre-trained block states of a block set and its record (specs, seconds, losses)."""
+        states = torch.load(self.block_file(blockset), map_location="cpu", weights_only=True)
+        return states["states"], json.loads(self.block_file(blockset).with_suffix(".json").read_text())
+
+    @property
+    def nets(self) -> Path:
+        return self.root / "nets"
+
+
+def train_teacher(ws: Workspace, model: nn.Module, net: GraphNet, data: Splits,
+                  cfg: TrainConfig, progress: bool = False) -> dict:
+    """Train the full model (resumable through teacher.ckpt) unless teacher.pt exists; returns
+    its record {val_acc, seconds, config}."""
+    if ws.teacher_file.exists():
+        return ws.teacher()[1]
+    history = train(model, data.train, data.val, cfg, checkpoint=ws.root / "teacher.ckpt",
+                    progress=progress, desc="teacher")
+    acc = evaluate(model, data.val, cfg.device)["accuracy"]
+    info = {"val_acc": acc, "seconds": sum(h["seconds"] for h in history),
+            "epochs": cfg.epochs, "config": asdict(cfg), "params": net.param_count()}
+    ws.save_teacher(state_from_module(net, model.cpu()), info)
+    return info
+
+
+def adopt_teacher(ws: Workspace, model: nn.Module, net: GraphNet, data: Splits,
+                  device: str = "auto") -> dict:
+    """Use an already trained `model` as the teacher (evaluated on data.val here)."""
+    acc = evaluate(model, data.val, device)["accuracy"]
+    info = {"val_acc": acc, "seconds": 0.0, "epochs": 0, "config": "given",
+            "params": net.param_count()}
+    ws.save_teacher(state_from_module(net, model.cpu()), info)
+    return info
+
+
+def blockset_id(ws: Workspace, specs: list[BlockSpec], cfg: PretrainConfig, data: DataSpec) -> str:
+    """The id of a block set: a hash of its specs, the budget, the data and the teacher."""
+    teacher = json.loads(ws.teacher_file.with_suffix(".json").read_text())
+    return "bs" + digest([[list(s) for s in specs], asdict(cfg), asdict(data), teacher])
+
+
+def pretrain_blockset(ws: Workspace, specs: list[BlockSpec], cfg: PretrainConfig,
+                      data: DataSpec) -> tuple[str, dict]:
+    """Pre-train `specs` together once (resumable); returns (block set id, record)."""
+    bid = blockset_id(ws, specs, cfg, data)
+    path = ws.block_file(bid)
+    if path.exists():
+        return bid, ws.blocks(bid)[1]
+    teacher, _ = ws.teacher()
+    states, info = pretrain_blocks(ws.mux(), ws.net(), teacher, list(specs),
+                                   load_splits(data).train, cfg,
+                                   checkpoint=path.with_suffix(".ckpt"))
+    save_checkpoint(path, {"states": states})
+    write_json(info, path.with_suffix(".json"))
+    path.with_suffix(".ckpt").unlink(missing_ok=True)
+    return bid, info
+
+
+@dataclass(frozen=True)
+class NetTask:
+    """One network to assemble (from blocks, or none: the default network) and fine-tune."""
+    key: str
+    run_dir: str
+    config: tuple[float, ...]
+    size: int
+    blockset: str | None
+    blocks: tuple[int, ...]   # indices into the block set's specs that this network uses
+    data: DataSpec
+    finetune: FinetuneConfig
+
+
+def make_task(ws: Workspace, config: tuple[float, ...], blockset: str | None,
+              blocks: tuple[int, ...], data: DataSpec, ft: FinetuneConfig) -> NetTask:
+    """A NetTask whose key names everything its result depends on."""
+    net = ws.net()
+    rates = dict(zip(net.modules, config))
+    teacher = json.loads(ws.teacher_file.with_suffix(".json").read_text())
+    tag = digest([list(config), blockset, list(blocks), asdict(data), asdict(ft), teacher])
+    name = "-".join(f"{r:g}" for r in config).replace(".", "")
+    key = f"{'block' if blockset else 'default'}-{name}-{tag}"
+    return NetTask(key, str(ws.root), tuple(config), net.param_count(rates), blockset,
+                   tuple(blocks), data, ft)
+
+
+@functools.lru_cache(maxsize=8)
+def _context(run_dir: str, blockset: str | None):
+    ws = Workspace(run_dir)
+    teacher, _ = ws.teacher()
+    blocks = ws.blocks(blockset) if blockset else ([], {"blocks": []})
+    return ws.mux(), ws.net(), teacher, blocks
+
+
+def run_net_task(task: NetTask) -> dict:
+    """Assemble and fine-tune one network; {accuracy, init_acc, seconds, curve, size, ...}."""
+    mux, net, teacher, (states, info) = _context(task.run_dir, task.blockset)
+    rates = dict(zip(net.modules, task.config))
+    specs = [tuple((m, float(r)) for m, r in s) for s in info["blocks"]]
+    placed = [(specs[b], states[b]) for b in task.blocks]
+    model = assemble(mux, net, teacher, rates, placed)
+    data = load_splits(task.data)
+    rec = finetune(model, data.train, data.val, task.finetune)
+    return {"accuracy": rec["final_acc"], "init_acc": rec["init_acc"], "seconds": rec["seconds"],
+            "train_seconds": rec["train_seconds"], "curve": rec["curve"], "steps": rec["steps"],
+            "size": task.size, "config": list(task.config), "blockset": task.blockset,
+            "blocks": list(task.blocks)}
+
+
+@dataclass(frozen=True)
+class InitTask:
+    """Accuracy of one network right after assembly (no fine-tuning), for Figure 11."""
+    key: str
+    net: NetTask
+
+
+def init_task(task: NetTask) -> InitTask:
+    """The assembly-only evaluation of `task`'s network."""
+    return InitTask("init-" + task.key, task)
+
+
+def run_init_task(task: InitTask) -> dict:
+    """Assemble the network and evaluate it on the validation set; {accuracy, seconds, size}."""
+    import time
+
+    t = task.net
+    mux, net, teacher, (states, info) = _context(t.run_dir, t.blockset)
+    specs = [tuple((m, float(r)) for m, r in s) for s in info["blocks"]]
+    model = assemble(mux, net, teacher, dict(zip(net.modules, t.config)),
+                     [(specs[b], states[b]) for b in t.blocks])
+    data = load_splits(t.data)
+    t0 = time.perf_counter()
+    acc = evaluate(model, data.val, t.finetune.device, t.finetune.eval_batch_size,
+                   t.finetune.amp)["accuracy"]
+    return {"accuracy": acc, "seconds": time.perf_counter() - t0, "size": t.size,
+            "config": list(t.config), "blockset": t.blockset}
