@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lab venv clean-venv
+.PHONY: demo test lab venv bench-venvs bench clean-venv
 
 venv: $(STAMP)
 
@@ -19,6 +19,20 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest --nbval-lax
+
+# Peers for `python -m workbench bench peers`: the bench extra in .venv, and two side venvs for
+# packages that cannot live beside torch 2.14 / numpy 2 (see workbench/bench/peers.py).
+bench-venvs: $(STAMP)
+	$(BIN)/python -m pip install -e '.[test,bench]'
+	test -x .cache/venv-deepsparse/bin/python || ($(PYTHON) -m venv .cache/venv-deepsparse && \
+		.cache/venv-deepsparse/bin/pip install 'deepsparse==1.8.0' 'numpy<2')
+	test -x .cache/venv-litert/bin/python || ($(PYTHON) -m venv .cache/venv-litert && \
+		echo $(CURDIR)/$(VENV)/lib/python3.11/site-packages \
+		> .cache/venv-litert/lib/python3.11/site-packages/zz_main.pth && \
+		.cache/venv-litert/bin/pip install 'litert-torch==0.10.0')
+
+bench: bench-venvs
+	$(BIN)/python -m workbench bench peers
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

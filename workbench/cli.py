@@ -28,6 +28,8 @@ EXPERIMENTS: dict[str, tuple[str, str, str]] = {
 BENCHES: dict[str, tuple[str, str]] = {
     "codegen": ("workbench.bench.codegen_bench",
                 "our kernels vs PyTorch per layer and end to end, FMA peak, LRE/reorder ablations, storage"),
+    "peers": ("workbench.bench.peers_bench",
+              "ours vs every peer runtime (Figure 5), end to end and per layer, dense and pruned"),
 }
 
 

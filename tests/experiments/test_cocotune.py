@@ -12,7 +12,8 @@ from workbench.train import TrainConfig
 def tiny():
     s = cocotune.make_setup(quick=True)
     return replace(s, teacher=TrainConfig(epochs=3, batch_size=64, device="cpu"),
-                   pretrain=replace(s.pretrain, epochs=1), curve_epochs=1, subspace=4,
+                   pretrain=replace(s.pretrain, epochs=1),
+                   finetune=replace(s.finetune, epochs=2, evals_per_epoch=2), subspace=4,
                    sizes=(2, 4), alphas=(0.0, 0.5), alphas4=(0.5,), alphas5=(0.5,),
                    workers=(1, 2), collection=4, repeats=1)
 

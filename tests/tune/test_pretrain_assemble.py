@@ -5,7 +5,7 @@ import torch
 from workbench.data import load_digits
 from workbench.models.resnet_cifar import ResNetCifar
 from workbench.train import TrainConfig, train
-from workbench.tune.assemble import FinetuneConfig, assemble, finetune
+from workbench.tune.assemble import FinetuneConfig, assemble, eval_steps, finetune
 from workbench.tune.filter_pruning import l1_prune
 from workbench.tune.multiplex import load_multiplex, write_multiplex
 from workbench.tune.network import from_module, state_from_module
@@ -53,6 +53,19 @@ def test_blocks_start_from_l1_weights_and_learn(setup, tmp_path):
         assemble(mux, net, teacher, {**rates, net.modules[1]: 0.3}, [(blocks[1], states[1])])
 
     rec = finetune(built, data.train, data.val,
-                   FinetuneConfig(epochs=1, batch_size=64, device="cpu", evals_per_epoch=2))
-    assert rec["curve"][0] == (0, rec["init_acc"]) and rec["curve"][-1][1] == rec["final_acc"]
-    assert len(rec["curve"]) == 3 and rec["final_acc"] > 0.5 and rec["seconds"] > 0
+                   FinetuneConfig(epochs=2, batch_size=64, device="cpu", evals_per_epoch=2))
+    steps, secs, accs = zip(*rec["curve"])
+    spe = rec["steps_per_epoch"]
+    assert list(steps) == [0, *eval_steps(spe, 2, 2)] and len(steps) == 5
+    assert steps[2] == spe and steps[4] == rec["steps"] == 2 * spe
+    assert accs[0] == rec["init_acc"] and accs[-1] == rec["final_acc"] > 0.5
+    # seconds count from the start, evaluations included: increasing, the last is the budget's
+    assert 0 < secs[0] < secs[1] < secs[2] < secs[3] < secs[4] == rec["seconds"]
+    assert rec["seconds"] == pytest.approx(rec["train_seconds"] + rec["eval_seconds"], rel=0.05)
+
+
+def test_eval_steps_spread_over_each_epoch():
+    assert eval_steps(10, 2, 4) == [2, 5, 8, 10, 12, 15, 18, 20]
+    assert eval_steps(3, 1, 8) == [1, 2, 3]  # at most one evaluation per step
+    with pytest.raises(ValueError, match="evals_per_epoch"):
+        eval_steps(10, 1, 0)

@@ -1,4 +1,10 @@
-"""python -m workbench.bench [--quick] [--out DIR]: the CoCo-Gen host benchmarks."""
+"""python -m workbench.bench [peers] [--quick] [--out DIR]: the CoCo-Gen host benchmarks; with
+`peers`, ours against every peer runtime (workbench.bench.peers_bench), else codegen_bench."""
+import sys
+
+if sys.argv[1:2] == ["peers"]:
+    from workbench.bench.peers_bench import main
+    raise SystemExit(main(sys.argv[2:]))
 from workbench.bench.codegen_bench import main
 
 raise SystemExit(main())

@@ -6,8 +6,10 @@
     table5    extra speedup of hierarchical (Sequitur) tuning blocks over one block per module,
               on random collections (collection-1) and one-rate-per-stage ones (collection-2)
     figure11  accuracy of every network of the subspace right after assembly, with and without
-              block training; final accuracies of the explored ones; fine-tuning curves of the
-              network pruned 70% in every module, default vs block-trained
+              block training; accuracies at the end of the budget of the explored ones;
+              fine-tuning curves of the network pruned 70% in every module, default vs
+              block-trained; steps the block-trained networks need to reach the default's final
+              accuracy
     estimate  times a few training steps here and prints the full-mode cost
 
 Quick mode: sklearn digits, a ResNet-14 of widths 8/16/32 at (1, 8, 8), CPU, minutes; writes
@@ -16,15 +18,22 @@ shape; the full model is trained first unless --teacher gives a checkpoint (a st
 registry model: workbench npz or torch .pt). Tables 3-5 use one block per module, as the report
 does for its basic measurements; Table 5 compares that with Sequitur's blocks.
 
-Time is what N nodes would spend: per-network seconds measured on this machine (one network at a
-time unless --dask), summed over batches as the slowest network of each batch; pre-training time
-counts fully in CoCo-Tune's time at every N. Everything is cached in the run directory
+Time to target, as in Wootz: every network (block-trained or default) is fine-tuned for up to a
+budget (FinetuneConfig.epochs) with validation evaluations evals_per_epoch times per epoch; its
+cost for a target is the time (evaluations included) until its first evaluation at or above the
+target, or the whole budget if it never gets there (explore.at_target). Each network is trained
+once over the whole budget and its curve cached, so one run serves every alpha; the time the
+tables report is what explorations that stop at the target would spend. Time is what N nodes
+would spend: per-network seconds measured on this machine (one network at a time unless --dask),
+summed over batches as the slowest network of each batch; pre-training time counts fully in
+CoCo-Tune's time at every N. Everything is cached in the run directory
 (pipeline.Workspace), so an interrupted call resumes and the tables are re-assembled from
 finished networks. Command line:
 
     python -m workbench.experiments.cocotune {table3,table4,table5,figure11,all,estimate}
         [--quick] [--model resnet20] [--workers 1 2 4] [--dask N|tcp://host:port]
-        [--device cuda] [--teacher path] [--out results/cocotune] [--run-dir runs/cocotune]
+        [--device cuda] [--teacher path] [--ft-epochs E] [--out results/cocotune]
+        [--run-dir runs/cocotune]
 """
 from __future__ import annotations
 
@@ -32,7 +41,7 @@ import argparse
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +55,9 @@ from workbench.tune.assemble import FinetuneConfig
 from workbench.tune.executor import make_executor
 from workbench.tune.explore import Cached, Exploration, explore
 from workbench.tune.network import GraphNet, from_module
-from workbench.tune.pipeline import (DataSpec, NetTask, Workspace, adopt_teacher, init_task,
-                                     load_splits, make_task, pretrain_blockset, run_init_task,
-                                     run_net_task, train_teacher)
+from workbench.tune.pipeline import (NET_FORMAT, DataSpec, NetTask, Workspace, adopt_teacher,
+                                     init_task, load_splits, make_task, pretrain_blockset,
+                                     run_init_task, run_net_task, train_teacher)
 from workbench.tune.pretrain import PretrainConfig
 from workbench.tune.subspace import (Config, placed_blocks, sample_grouped,
                                      sample_subspace, tuning_blocks)
@@ -70,8 +79,7 @@ class Setup:
     input_size: int
     teacher: TrainConfig
     pretrain: PretrainConfig
-    finetune: FinetuneConfig
-    curve_epochs: int
+    finetune: FinetuneConfig           # epochs = the budget cap of every network
     subspace: int                      # Table 3 and Figure 11
     sizes: tuple[int, ...]             # Table 4
     alphas: tuple[float, ...]          # Table 3
@@ -88,25 +96,30 @@ class Setup:
 
 
 def make_setup(quick: bool, device: str = "auto", depth: int = 20,
-               workers: tuple[int, ...] = (1, 2, 4), data_path: str | None = None) -> Setup:
-    """Quick: digits + ResNet-14 (8/16/32) on CPU. Full: CIFAR-10 + ResNet-depth (16/32/64)."""
+               workers: tuple[int, ...] = (1, 2, 4), data_path: str | None = None,
+               ft_epochs: int | None = None) -> Setup:
+    """Quick: digits + ResNet-14 (8/16/32) on CPU. Full: CIFAR-10 + ResNet-depth (16/32/64).
+
+    ft_epochs replaces the mode's fine-tuning budget (quick 3 epochs, full 6; 4 evaluations each).
+    """
     if quick:
         return Setup(quick=True, data=DataSpec("digits"), depth=14, widths=(8, 16, 32),
                      in_channels=1, input_size=8,
                      teacher=TrainConfig(epochs=15, batch_size=64, lr=0.05, device="cpu", seed=0),
                      pretrain=PretrainConfig(epochs=2, batch_size=64, lr=2e-3, device="cpu"),
-                     finetune=FinetuneConfig(epochs=1, batch_size=64, lr=0.02, device="cpu",
+                     finetune=FinetuneConfig(epochs=ft_epochs or 3, batch_size=64, lr=0.02,
+                                             device="cpu", evals_per_epoch=4,
                                              eval_batch_size=500),
-                     curve_epochs=3, subspace=16, sizes=(4, 8, 16), alphas=(0.0, 0.02, 0.04),
+                     subspace=16, sizes=(4, 8, 16), alphas=(0.0, 0.02, 0.04),
                      alphas4=(0.0, 0.02), alphas5=(0.0, 0.02, 0.04), workers=workers,
                      collection=8, repeats=2)
     return Setup(quick=False, data=DataSpec("cifar10", data_path), depth=depth,
                  widths=(16, 32, 64), in_channels=3, input_size=32,
                  teacher=TrainConfig(epochs=40, batch_size=256, lr=0.1, device=device, seed=0),
                  pretrain=PretrainConfig(epochs=2, batch_size=256, lr=2e-3, device=device),
-                 finetune=FinetuneConfig(epochs=2, batch_size=256, lr=0.02, device=device,
-                                         eval_batch_size=2500),
-                 curve_epochs=6, subspace=64, sizes=(4, 16, 64), alphas=(0.0, 0.01, 0.02, 0.04),
+                 finetune=FinetuneConfig(epochs=ft_epochs or 6, batch_size=256, lr=0.02,
+                                         device=device, evals_per_epoch=4, eval_batch_size=2500),
+                 subspace=64, sizes=(4, 16, 64), alphas=(0.0, 0.01, 0.02, 0.04),
                  alphas4=(0.0, 0.02), alphas5=(0.0, 0.02, 0.04), workers=workers,
                  collection=8, repeats=2)
 
@@ -154,6 +167,11 @@ def prepare(s: Setup, run_dir: str | Path, teacher: str | Path | None = None,
                       s.name)
     ws = Workspace(Path(run_dir) / s.name)
     ws.prepare(net)
+    stale = ws.stale_results()
+    if stale:
+        print(f"note: {ws.nets} holds {len(stale)} network result(s) of an older format (fixed "
+              f"fine-tuning budget, not format {NET_FORMAT}); they are ignored and those networks "
+              f"are fine-tuned again (time to target)", file=sys.stderr)
     data = load_splits(s.data)
     if teacher is not None and not ws.teacher_file.exists():
         path = Path(teacher)
@@ -291,9 +309,17 @@ def table5(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
     return df, summary
 
 
-def steps_to_reach(curve: list, level: float) -> int | None:
-    """First step of a [(step, acc)] curve whose accuracy reaches `level` (None: never)."""
-    return next((int(st) for st, acc in curve if acc >= level), None)
+def step_saving(default_curve: list, block_curve: list) -> dict:
+    """Steps and seconds the block-trained network needs to reach the default network's final
+    accuracy (first curve point at or above it), against the default's whole budget."""
+    level = float(default_curve[-1][2])
+    hit = next((p for p in block_curve if p[2] >= level), None)
+    steps, secs = int(default_curve[-1][0]), float(default_curve[-1][1])
+    return {"default_final_acc": level, "default_steps": steps, "default_seconds": secs,
+            "block_steps": int(hit[0]) if hit else None,
+            "block_seconds": float(hit[1]) if hit else None,
+            "step_saving": 1 - hit[0] / steps if hit and steps else None,
+            "time_saving": 1 - hit[1] / secs if hit and secs else None}
 
 
 def figure11(ctx: Context, out: Path, prov: dict) -> dict:
@@ -314,16 +340,17 @@ def figure11(ctx: Context, out: Path, prov: dict) -> dict:
     store = ResultStore(ctx.ws.nets)
     fin_b = [r for r in (store.get(t.key) for t in a.base) if r is not None]
     fin_c = [r for r in (store.get(t.key) for t in a.comp) if r is not None]
+    # step saving of every network both explorations fine-tuned (each curve spans the budget)
+    by_config = {tuple(r["config"]): r for r in fin_c}
+    pairs = [step_saving(r["curve"], by_config[tuple(r["config"])]["curve"])
+             for r in fin_b if tuple(r["config"]) in by_config]
     # curves: the network pruned 70% in every module, default vs block-trained
     all7 = tuple(0.7 for _ in ctx.net.modules)
-    ft = replace(s.finetune, epochs=s.curve_epochs, evals_per_epoch=4)
-    ca = arms(ctx, configs + ([all7] if all7 not in configs else []), finetune=ft)
+    ca = arms(ctx, configs + ([all7] if all7 not in configs else []))
     i7 = ca.configs.index(all7)
     cb = Cached(run_net_task, str(ctx.ws.nets))(ca.base[i7])
     cc = Cached(run_net_task, str(ctx.ws.nets))(ca.comp[i7])
-    base_final = cb["curve"][-1][1]
-    reach = steps_to_reach(cc["curve"], base_final)
-    total = cb["curve"][-1][0]
+    saving7 = step_saving(cb["curve"], cc["curve"])
     fig, ax = plt.subplots(1, 3, figsize=(16, 4.2))
     full = ctx.full_size
     for res, label, mk in ((init_b, "default (L1-pruned)", "o"), (init_c, "block-trained", "^")):
@@ -334,15 +361,17 @@ def figure11(ctx: Context, out: Path, prov: dict) -> dict:
             ax[1].scatter([r["size"] / full for r in res], [r["accuracy"] for r in res],
                           label=f"{label} ({len(res)} fine-tuned)", marker=mk, alpha=0.7)
     for axis, title in ((ax[0], "(a) right after assembly"),
-                        (ax[1], f"(b) after fine-tuning ({s.finetune.epochs} epoch(s))")):
+                        (ax[1], f"(b) after the whole budget ({s.finetune.epochs} epochs)")):
         axis.axhline(ctx.full_acc, color="k", ls="--", lw=1, label="full model")
         axis.set_xlabel("model size (fraction of full)")
         axis.set_ylabel("validation accuracy")
         axis.set_title(title)
         axis.legend(fontsize=8)
     for rec, label in ((cb, "default"), (cc, "block-trained")):
-        st, acc = zip(*rec["curve"])
+        st, _, acc = zip(*rec["curve"])
         ax[2].plot(st, acc, marker=".", label=label)
+    ax[2].axhline(saving7["default_final_acc"], color="grey", ls=":", lw=1,
+                  label="default's final accuracy")
     ax[2].axhline(ctx.full_acc, color="k", ls="--", lw=1, label="full model")
     ax[2].set_xlabel("fine-tuning step")
     ax[2].set_ylabel("validation accuracy")
@@ -353,14 +382,24 @@ def figure11(ctx: Context, out: Path, prov: dict) -> dict:
     write_figure(fig, out / "figure11.png", prov)
     plt.close(fig)
     mean = lambda rs: float(np.mean([r["accuracy"] for r in rs])) if rs else float("nan")  # noqa: E731
+    # a block-trained network that never reaches the default's final accuracy saves nothing
+    savings = [p["step_saving"] if p["step_saving"] is not None else 0.0 for p in pairs]
     summary = {"full_acc": ctx.full_acc, "networks": len(configs),
+               "budget_epochs": s.finetune.epochs, "evals_per_epoch": s.finetune.evals_per_epoch,
                "init_acc_mean_default": mean(init_b), "init_acc_mean_block": mean(init_c),
                "final_acc_mean_default": mean(fin_b), "final_acc_mean_block": mean(fin_c),
                "finetuned_default": len(fin_b), "finetuned_block": len(fin_c),
                "curve_default": cb["curve"], "curve_block": cc["curve"],
-               "curve_steps": total, "default_final_acc": base_final,
-               "block_steps_to_default_final": reach,
-               "step_saving": (1 - reach / total) if reach is not None and total else None}
+               "curve_steps": saving7["default_steps"],
+               "default_final_acc": saving7["default_final_acc"],
+               "block_steps_to_default_final": saving7["block_steps"],
+               "block_seconds_to_default_final": saving7["block_seconds"],
+               "step_saving": saving7["step_saving"], "time_saving": saving7["time_saving"],
+               "pairs": len(pairs),
+               "pairs_block_reaches_default_final": sum(p["step_saving"] is not None
+                                                        for p in pairs),
+               "step_saving_median": float(np.median(savings)) if savings else None,
+               "step_saving_mean": float(np.mean(savings)) if savings else None}
     write_json({"provenance": prov, **summary}, out / "figure11.json")
     return summary
 
@@ -393,27 +432,42 @@ def estimate(s: Setup, steps: int = 20) -> dict:
     if dev.type == "cuda":
         torch.cuda.synchronize()
     per_step = (time.perf_counter() - t0) / steps
-    n_train = len(load_splits(s.data).train)
-    epoch = per_step * math.ceil(n_train / s.finetune.batch_size)
-    nets_worst = 2 * s.subspace + 2 * s.repeats * 2 * s.collection + 2 + min(s.sizes) * 2
-    cost = {"step_s": per_step, "epoch_s": epoch, "teacher_s": epoch * s.teacher.epochs,
+    splits = load_splits(s.data)
+    ft = s.finetune
+    epoch = per_step * math.ceil(len(splits.train) / ft.batch_size)
+    # an evaluation is forward passes only: about a third of a training step per image
+    eval_s = per_step / 3 * len(splits.val) / ft.batch_size
+    # every network is fine-tuned over its whole budget once (its curve serves every alpha);
+    # table 4's largest subspace is table 3's, its smaller ones share table 3's default networks
+    nets = {"table3": 2 * s.subspace,
+            "table4": sum(k for k in s.sizes if k != s.subspace),
+            "table5": 2 * s.repeats * 2 * s.collection,
+            "figure11": 2}
+    cost = {"step_s": per_step, "epoch_s": epoch, "eval_s": eval_s,
+            "teacher_s": epoch * s.teacher.epochs,
             # pre-training runs the teacher and every block: about 3 model passes per step
             "pretrain_per_blockset_s": 3 * epoch * s.pretrain.epochs,
-            "blocksets": 2 + 2 * 2 * s.repeats, "network_s": epoch * s.finetune.epochs,
-            "networks_worst_case": nets_worst}
-    cost["total_worst_s"] = (cost["teacher_s"] + cost["blocksets"] * cost["pretrain_per_blockset_s"]
-                             + nets_worst * cost["network_s"] + 2 * epoch * s.curve_epochs)
+            "blocksets": 1 + sum(k != s.subspace for k in s.sizes) + 2 * 2 * s.repeats,
+            "budget_epochs": ft.epochs, "evals_per_network": ft.epochs * ft.evals_per_epoch + 1,
+            "network_s": epoch * ft.epochs + (ft.epochs * ft.evals_per_epoch + 1) * eval_s}
+    for k, n in nets.items():
+        cost[f"networks_{k}"] = n
+        cost[f"{k}_networks_s"] = n * cost["network_s"]
+    cost["networks_s"] = sum(nets.values()) * cost["network_s"]
+    cost["total_s"] = (cost["teacher_s"] + cost["blocksets"] * cost["pretrain_per_blockset_s"]
+                       + cost["networks_s"])
     return cost
 
 
 def run_all(what: str, quick: bool, out: Path | None = None, run_dir: Path | None = None,
             device: str = "auto", workers: tuple[int, ...] = (1, 2, 4), dask: str | None = None,
             teacher: str | None = None, depth: int = 20, data_path: str | None = None,
-            progress: bool = False, command: str | None = None, setup: Setup | None = None) -> dict:
+            progress: bool = False, command: str | None = None, setup: Setup | None = None,
+            ft_epochs: int | None = None) -> dict:
     """Run `what` (table3, table4, table5, figure11, all) and write the results; returns them.
 
     `setup` replaces the mode's settings (tests use a smaller one)."""
-    s = setup or make_setup(quick, device, depth, workers, data_path)
+    s = setup or make_setup(quick, device, depth, workers, data_path, ft_epochs)
     out = Path(out) if out is not None else (QUICK_OUT if quick else FULL_OUT)
     run_dir = Path(run_dir) if run_dir is not None else RUN_DIR / ("quick" if quick else "full")
     cfg = {k: v for k, v in asdict(s).items()}
@@ -456,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--model", default="resnet20", choices=["resnet20", "resnet56"])
     p.add_argument("--teacher", default=None, help="trained full model (state dict .npz/.pt)")
+    p.add_argument("--ft-epochs", type=int, default=None,
+                   help="fine-tuning budget per network in epochs (default: quick 3, full 6)")
     p.add_argument("--data-path", default=None, help="CIFAR-10 .npz (default: data folders)")
     p.add_argument("--out", default=None, help="default results/cocotune[/quick]")
     p.add_argument("--run-dir", default=None, help="default runs/cocotune/{quick,full}")
@@ -464,14 +520,14 @@ def main(argv: list[str] | None = None) -> int:
     depth = int(args.model.removeprefix("resnet"))
     if args.what == "estimate":
         cost = estimate(make_setup(args.quick, args.device, depth, tuple(args.workers),
-                                   args.data_path))
+                                   args.data_path, args.ft_epochs))
         for k, v in cost.items():
             print(f"{k:>26}: {v:.4g}" if isinstance(v, float) else f"{k:>26}: {v}")
         return 0
     command = " ".join([MODULE, *(argv if argv is not None else sys.argv[1:])])
     done = run_all(args.what, args.quick, args.out, args.run_dir, args.device,
                    tuple(args.workers), args.dask, args.teacher, depth, args.data_path,
-                   args.progress, command)
+                   args.progress, command, ft_epochs=args.ft_epochs)
     for k, v in done.items():
         print(f"== {k}")
         print(v.to_string(index=False) if isinstance(v, pd.DataFrame) else

@@ -10,7 +10,7 @@ pipeline.py                the run directory and the per-network task
 """
 from workbench.tune.assemble import FinetuneConfig, assemble, finetune
 from workbench.tune.executor import DaskExecutor, InProcessExecutor, make_executor
-from workbench.tune.explore import Cached, Exploration, ResultStore, explore
+from workbench.tune.explore import Cached, Exploration, ResultStore, at_target, explore
 from workbench.tune.filter_pruning import RATES, kept_filters, l1_prune, pruned_network
 from workbench.tune.multiplex import generate, load_multiplex, write_multiplex
 from workbench.tune.network import GraphModel, GraphNet, NetworkError, from_module, keep
@@ -20,7 +20,7 @@ from workbench.tune.subspace import sample_grouped, sample_subspace, tuning_bloc
 
 __all__ = ["Cached", "DaskExecutor", "Exploration", "FinetuneConfig", "GraphModel", "GraphNet",
            "InProcessExecutor", "NetworkError", "PretrainConfig", "PrototxtError", "RATES",
-           "ResultStore", "assemble", "explore", "finetune", "from_module", "from_prototxt",
-           "generate", "keep", "kept_filters", "l1_prune", "load_multiplex", "load_prototxt",
-           "make_executor", "pretrain_blocks", "pruned_network", "sample_grouped",
-           "sample_subspace", "tuning_blocks", "write_multiplex"]
+           "ResultStore", "assemble", "at_target", "explore", "finetune", "from_module",
+           "from_prototxt", "generate", "keep", "kept_filters", "l1_prune", "load_multiplex",
+           "load_prototxt", "make_executor", "pretrain_blocks", "pruned_network",
+           "sample_grouped", "sample_subspace", "tuning_blocks", "write_multiplex"]

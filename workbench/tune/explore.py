@@ -6,10 +6,18 @@ exploration stops after the first batch in which some network meets the target; 
 the smallest of those. Both the block-trained way (CoCo-Tune) and the baseline (default
 networks) run through this same loop; only the evaluation function differs.
 
+Time to target (as in Wootz): a network is fine-tuned until it reaches the target or spends its
+budget. An evaluation that returns a curve [(step, seconds, accuracy)] (pipeline.run_net_task)
+is read per target by `at_target`: its cost is the seconds and steps up to its first evaluation
+at or above the target, and its accuracy is the one measured there (the model one would stop
+with); one that never gets there costs its whole budget, keeps its final accuracy and does not
+meet the target. So one fine-tuning run per network serves every alpha. An evaluation without a
+curve has a fixed cost, its 'seconds', and meets the target if its 'accuracy' does.
+
 Time is counted the way N machines would spend it: each batch takes as long as its slowest
-network, from the seconds each evaluation measured (so one GPU running networks one after
-another still reports what N nodes would take, and a cached result keeps its measured time).
-The wall time of this call is reported too.
+network (to the target), from the seconds each run measured (so one GPU running networks one
+after another still reports what N nodes would take, and a cached result keeps its measured
+time). The wall time of this call is reported too.
 
 Resumption: `Cached(fn, store)` wraps an evaluation so that each finished network's result is
 written as JSON (temporary file + os.replace) under the store's folder before it is returned,
@@ -103,12 +111,30 @@ class Exploration:
         return sum(not r.get("reused", False) for r in self.evaluated)
 
 
+def at_target(result: dict, target: float) -> dict:
+    """`result` as an exploration for accuracy `target` sees it: {**result, accuracy, seconds,
+    steps, met} at its first curve point with accuracy >= target, else at its last point (the
+    whole budget, met False); without a curve, its own accuracy and seconds."""
+    curve = result.get("curve")
+    if not curve:
+        return {**result, "met": result["accuracy"] >= target}
+    if any(len(p) != 3 for p in curve):
+        raise ValueError("curve points must be (step, seconds, accuracy); is this result of an "
+                         "older format (fixed-budget fine-tuning)?")
+    hit = next((p for p in curve if p[2] >= target), None)
+    step, seconds, acc = hit if hit is not None else curve[-1]
+    return {**result, "accuracy": float(acc), "seconds": float(seconds), "steps": int(step),
+            "met": hit is not None, "final_accuracy": result["accuracy"],
+            "budget_seconds": result["seconds"]}
+
+
 def explore(tasks: Sequence[Any], evaluate: Callable[[Any], dict], target: float,
             workers: int = 1, executor: Executor | None = None,
             size: Callable[[Any], float] = lambda t: t.size) -> Exploration:
     """Evaluate tasks smallest first, `workers` at a time, until one reaches `target` accuracy.
 
-    evaluate(task) returns a dict with 'accuracy' and 'seconds'; tasks need .key and a size.
+    evaluate(task) returns a dict with 'accuracy' and 'seconds', and optionally a 'curve' (read
+    per target by at_target); tasks need .key and a size.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -119,10 +145,11 @@ def explore(tasks: Sequence[Any], evaluate: Callable[[Any], dict], target: float
     for start in range(0, len(order), workers):
         batch = order[start:start + workers]
         results = executor.map(evaluate, batch)
-        for task, r in zip(batch, results):
+        seen = [at_target(r, target) for r in results]
+        for task, r in zip(batch, seen):
             out.evaluated.append({**r, "key": task.key, "size": size(task)})
-        out.time_s += max(float(r["seconds"]) for r in results)
-        meeting = [e for e in out.evaluated[start:] if e["accuracy"] >= target]
+        out.time_s += max(float(r["seconds"]) for r in seen)
+        meeting = [e for e in out.evaluated[start:] if e["met"]]
         if meeting:
             out.chosen = min(meeting, key=lambda e: (e["size"], e["key"]))
             break

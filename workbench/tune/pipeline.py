@@ -7,7 +7,9 @@ Layout of a run directory (everything needed to resume; carry it between machine
     teacher.ckpt          workbench.train checkpoint of the full model while it trains
     teacher.pt, .json     the trained full model (multiplexing keys) and its accuracy
     blocks/<id>.pt, .json pre-trained tuning blocks of one block set (+ .ckpt while training)
-    nets/<key>.json       one finished network (fine-tuned accuracy, curve, seconds)
+    nets/<key>.json       one finished network: its fine-tuning curve [(step, seconds, accuracy)]
+                          over the whole budget, format NET_FORMAT (explore.at_target reads the
+                          cost of any target off it)
 
 A NetTask names everything one network's evaluation needs (paths, rates, blocks, budgets) and
 pickles, so `run_net_task` can run on any worker that sees the run directory.
@@ -30,6 +32,11 @@ from workbench.tune.assemble import FinetuneConfig, assemble, finetune
 from workbench.tune.multiplex import generate, load_multiplex
 from workbench.tune.network import GraphNet, net_from_dict, net_to_dict, state_from_module
 from workbench.tune.pretrain import BlockSpec, PretrainConfig, pretrain_blocks
+
+# Version of nets/<key>.json. 1: fixed-budget fine-tuning, curve [(step, accuracy)] (old runs);
+# 2: time to target, curve [(step, seconds incl. evaluations, accuracy)]. Part of every task key,
+# so results of another format are never read back as this one's.
+NET_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,14 @@ class Workspace:
     def nets(self) -> Path:
         return self.root / "nets"
 
+    def stale_results(self) -> list[Path]:
+        """Finished-network files of another format than NET_FORMAT (never read back)."""
+        stale = []
+        for p in sorted(self.nets.glob("*.json")) if self.nets.exists() else []:
+            if json.loads(p.read_text()).get("format", 1) != NET_FORMAT:
+                stale.append(p)
+        return stale
+
 
 def train_teacher(ws: Workspace, model: nn.Module, net: GraphNet, data: Splits,
                   cfg: TrainConfig, progress: bool = False) -> dict:
@@ -177,7 +192,8 @@ def make_task(ws: Workspace, config: tuple[float, ...], blockset: str | None,
     net = ws.net()
     rates = dict(zip(net.modules, config))
     teacher = json.loads(ws.teacher_file.with_suffix(".json").read_text())
-    tag = digest([list(config), blockset, list(blocks), asdict(data), asdict(ft), teacher])
+    tag = digest([list(config), blockset, list(blocks), asdict(data), asdict(ft), teacher,
+                  NET_FORMAT])
     name = "-".join(f"{r:g}" for r in config).replace(".", "")
     key = f"{'block' if blockset else 'default'}-{name}-{tag}"
     return NetTask(key, str(ws.root), tuple(config), net.param_count(rates), blockset,
@@ -193,7 +209,8 @@ def _context(run_dir: str, blockset: str | None):
 
 
 def run_net_task(task: NetTask) -> dict:
-    """Assemble and fine-tune one network; {accuracy, init_acc, seconds, curve, size, ...}."""
+    """Assemble and fine-tune one network for its whole budget; {accuracy (final), init_acc,
+    seconds (whole budget), curve [(step, seconds, accuracy)], steps, size, format, ...}."""
     mux, net, teacher, (states, info) = _context(task.run_dir, task.blockset)
     rates = dict(zip(net.modules, task.config))
     specs = [tuple((m, float(r)) for m, r in s) for s in info["blocks"]]
@@ -202,9 +219,11 @@ def run_net_task(task: NetTask) -> dict:
     data = load_splits(task.data)
     rec = finetune(model, data.train, data.val, task.finetune)
     return {"accuracy": rec["final_acc"], "init_acc": rec["init_acc"], "seconds": rec["seconds"],
-            "train_seconds": rec["train_seconds"], "curve": rec["curve"], "steps": rec["steps"],
-            "size": task.size, "config": list(task.config), "blockset": task.blockset,
-            "blocks": list(task.blocks)}
+            "train_seconds": rec["train_seconds"], "eval_seconds": rec["eval_seconds"],
+            "curve": [list(p) for p in rec["curve"]], "steps": rec["steps"],
+            "steps_per_epoch": rec["steps_per_epoch"], "size": task.size,
+            "config": list(task.config), "blockset": task.blockset, "blocks": list(task.blocks),
+            "format": NET_FORMAT}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,439 @@
+"""Ours against every peer (issue 4's benchmark): end to end and per layer, dense and pruned.
+
+In one run: VGG-16, ResNet-50 and MobileNet-V2 at 224 and at CIFAR shape (32), batch 1, at 1
+and 2 threads (the process pinned to as many cores), every peer of workbench.bench.peers on the
+dense and on the PatDNN-pruned weights (8 four-tap patterns + connectivity on the 3x3 convs:
+trained ADMM weights from results/pruning/models/ where they exist, random weights projected
+with codegen_bench.prune_model otherwise; the tables say which), each output checked against
+PyTorch eager; then VGG-16-224's 3x3 convs (each conv + ReLU as its own tiny model) on the
+peers that run single layers. Timings are medians after warm-up, repeats chosen to fill a time
+budget per measurement. Outputs in out_dir: end_to_end (every measurement), figure5 (table and
+plot: ms per runtime per model, speedup of ours), layers (per layer, useful GFLOP/s against the
+measured FMA peak), targets (the issue's ratios, computed), peers.json (all of it + versions).
+
+    python -m workbench.bench.peers_bench [--quick] [--out results/codegen/peers] [--skip PEER ...]
+    (or python -m workbench.bench peers ...)
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from workbench.bench.codegen_bench import fma_peak, machine_info, prune_model
+from workbench.bench.peers import Peer, PeerUnavailable, Runner, Subject, all_peers, rel_error
+from workbench.bench.pinning import pinned
+from workbench.provenance import REPO_ROOT, RESULTS
+
+MODELS = ("vgg16", "resnet50", "mobilenet_v2")
+TRAINED = RESULTS / "pruning" / "models"
+NOT_DENSE_PEERS = ("ours", "csr")      # not "dense fp32 peers" in the issue's targets
+ERR_LIMIT = 1e-3                       # fp32 outputs further than this from eager are flagged
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What one run measures and how long it may spend per measurement (seconds)."""
+    quick: bool = False
+    models: tuple[tuple[str, int], ...] = tuple((m, s) for s in (224, 32) for m in MODELS)
+    threads: tuple[int, ...] = (1, 2)
+    layer_model: tuple[str, int] = ("vgg16", 224)
+    layer_limit: int = 0                       # 0: every 3x3 conv of layer_model
+    e2e_budget: float = 0.6
+    layer_budget: float = 0.4
+    min_reps: int = 5
+    max_reps: int = 30
+    trials: int = 12                           # tuner trials for layers not in the log
+    layer_peers: tuple[str, ...] = ("torch_eager", "torch_compile", "onnxruntime", "openvino",
+                                    "mnn", "ncnn", "csr", "ours")
+    skip: tuple[str, ...] = ()                 # peers left out of this run (said in the tables)
+
+    @classmethod
+    def quick_config(cls) -> "BenchConfig":
+        """CIFAR-shape VGG-16 only, 2 of its layers, short budgets: a minute or two."""
+        return cls(quick=True, models=(("vgg16", 32),), layer_model=("vgg16", 32), layer_limit=2,
+                   e2e_budget=0.2, layer_budget=0.05, min_reps=3, max_reps=10, trials=2)
+
+
+def trained_pruned(name: str, size: int) -> tuple[nn.Module, str] | None:
+    """A trained pattern+connectivity model of results/pruning/models for (name, size), if any."""
+    from workbench.pruning.masks import load_pruned_model
+    for path in sorted(TRAINED.glob(f"{name}-admm-pattern_connectivity-*.npz")):
+        if ".part" in path.name:
+            continue
+        model, _, info = load_pruned_model(path)
+        if info["model"]["name"] == name and int(info["model"]["input_size"]) == size:
+            return model.eval(), f"trained ADMM ({path.relative_to(REPO_ROOT)})"
+    return None
+
+
+def model_pair(name: str, size: int) -> tuple[nn.Module, nn.Module, str]:
+    """(dense, pruned, how the pruned weights were made) for a zoo model at input size."""
+    from workbench.models import build_model
+    torch.manual_seed(0)
+    dense = build_model(name, 1000 if size >= 64 else 10, size).eval()
+    trained = trained_pruned(name, size)
+    if trained is not None:
+        return dense, trained[0], trained[1] + "; dense: random weights"
+    return dense, prune_model(copy.deepcopy(dense)).eval(), \
+        "random weights projected PatDNN-style (8 patterns, 30% of 3x3 kernels kept)"
+
+
+def mac_counts(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
+    """(all, kept) multiply-adds of model's convs and linears on x: kept counts nonzero weights."""
+    total, kept = [0], [0]
+
+    def hook(m: nn.Module, _: Any, out: torch.Tensor) -> None:
+        per = int(np.prod(out.shape[2:])) if out.dim() == 4 else 1
+        total[0] += m.weight.numel() * per * out.shape[0]
+        kept[0] += int(torch.count_nonzero(m.weight)) * per * out.shape[0]
+    hs = [m.register_forward_hook(hook) for m in model.modules()
+          if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model(x)
+    for h in hs:
+        h.remove()
+    return total[0], kept[0]
+
+
+def _descending(threads: tuple[int, ...]) -> list[int]:
+    """Most threads first: OpenVINO sizes its thread pool once per process from the affinity
+    mask it first sees, so starting pinned to one core would keep it on one core for good."""
+    return sorted(threads, reverse=True)
+
+
+def timed(runner: Runner, x: np.ndarray, budget: float, cfg: BenchConfig) -> Any:
+    """Median of repeats after warm-up, repeats chosen so they take about `budget` seconds."""
+    est = runner.time(x, warmup=1, repeats=1).median
+    reps = int(np.clip(budget / max(est, 1e-6), cfg.min_reps, cfg.max_reps))
+    return runner.time(x, warmup=0, repeats=reps)
+
+
+def measure_peer(peer: Peer, subject: Subject, threads: int, budget: float,
+                 cfg: BenchConfig) -> dict[str, Any]:
+    """One peer on one subject at `threads`: ms (median, p10, p90), error against eager, or
+    the reason it did not run."""
+    row: dict[str, Any] = {"peer": peer.name, "runtime": peer.label}
+    reason = "left out by --skip" if peer.name in cfg.skip else peer.missing()
+    if reason:
+        return {**row, "note": f"skipped: {reason}"}
+    x = subject.x.numpy()
+    t0 = time.perf_counter()
+    runner = None
+    try:
+        runner = peer.build(subject, threads)
+        row["build_s"] = time.perf_counter() - t0
+        row["rel_err"] = rel_error(runner(x), subject.reference())
+        t = timed(runner, x, budget, cfg)
+        row.update(ms=t.median * 1e3, p10_ms=t.p10 * 1e3, p90_ms=t.p90 * 1e3, reps=t.repeats,
+                   version=runner.version,
+                   note="" if row["rel_err"] <= ERR_LIMIT else "OUTPUT MISMATCH vs eager")
+    except PeerUnavailable as e:
+        row["note"] = f"skipped: {e}"
+    except Exception as e:  # a peer that fails on a model is reported, never dropped
+        row["note"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
+    finally:
+        if runner is not None:
+            runner.close()
+    return row
+
+
+def end_to_end(cfg: BenchConfig, peers: list[Peer], work: Path,
+               log: Any = print) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Every peer on every model, dense and pruned, at every thread count; (rows, weight notes)."""
+    rows: list[dict[str, Any]] = []
+    notes: dict[str, str] = {}
+    for name, size in cfg.models:
+        dense, pruned, note = model_pair(name, size)
+        label = f"{name}-{size}"
+        notes[label] = note
+        torch.manual_seed(1)
+        x = torch.randn(1, 3, size, size)
+        subjects = {w: Subject(m, x, work / label / w) for w, m in (("dense", dense),
+                                                                     ("pruned", pruned))}
+        macs = {w: mac_counts(m, x) for w, m in (("dense", dense), ("pruned", pruned))}
+        for threads in _descending(cfg.threads):
+            with pinned(threads):
+                for weights, subject in subjects.items():
+                    for peer in peers:
+                        row = measure_peer(peer, subject, threads, cfg.e2e_budget, cfg)
+                        rows.append({"model": label, "threads": threads, "weights": weights,
+                                     **row, "kept_macs": macs[weights][1] / macs[weights][0]})
+                        log(f"{label} {threads}t {weights:6s} {peer.name:14s} "
+                            f"{row.get('ms', float('nan')):9.3f} ms {row.get('note', '')}")
+        for s in subjects.values():
+            s.cleanup()
+    return rows, notes
+
+
+def conv_layers(model: nn.Module, x: torch.Tensor, limit: int = 0
+                ) -> list[tuple[str, nn.Conv2d, tuple[int, ...]]]:
+    """(name, conv, input shape (1, C, H, W)) of model's dense-group 3x3 convs, in order."""
+    found: list[tuple[str, nn.Conv2d, tuple[int, ...]]] = []
+    names = {m: n for n, m in model.named_modules()}
+
+    def hook(m: nn.Module, inp: tuple[torch.Tensor], _: Any) -> None:
+        found.append((names[m], m, tuple(inp[0].shape)))
+    hs = [m.register_forward_hook(hook) for m in model.modules()
+          if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.groups == 1]
+    with torch.no_grad():
+        model(x)
+    for h in hs:
+        h.remove()
+    return found[:limit] if limit else found
+
+
+def per_layer(cfg: BenchConfig, peers: list[Peer], work: Path,
+              log: Any = print) -> list[dict[str, Any]]:
+    """Each 3x3 conv (+ ReLU) of the layer model as its own model, dense and pruned weights."""
+    name, size = cfg.layer_model
+    dense, pruned, _ = model_pair(name, size)
+    x = torch.randn(1, 3, size, size)
+    pruned_convs = dict(pruned.named_modules())
+    layers = conv_layers(dense, x, cfg.layer_limit)
+    chosen = [p for p in peers if p.name in cfg.layer_peers and p.layers]
+    # one subject per (layer, weights), kept over both thread counts: exported files reused
+    subjects: dict[tuple[str, str], Subject] = {}
+    for lname, conv, in_shape in layers:
+        torch.manual_seed(2)
+        xi = torch.randn(*in_shape)
+        for weights, c in (("dense", conv), ("pruned", pruned_convs[lname])):
+            subjects[lname, weights] = Subject(nn.Sequential(copy.deepcopy(c), nn.ReLU()).eval(),
+                                               xi, work / "layers" / f"{lname}-{weights}")
+    rows: list[dict[str, Any]] = []
+    for threads in _descending(cfg.threads):
+        with pinned(threads):
+            for lname, conv, in_shape in layers:
+                kept = float((pruned_convs[lname].weight != 0).float().mean())
+                for weights in ("dense", "pruned"):
+                    subject = subjects[lname, weights]
+                    out = subject.reference().shape
+                    dense_flops = 2 * conv.weight.numel() * out[2] * out[3]
+                    for peer in chosen:
+                        row = measure_peer(peer, subject, threads, cfg.layer_budget, cfg)
+                        rows.append({"layer": lname, "threads": threads, "weights": weights,
+                                     "in": "x".join(map(str, in_shape[1:])), "out_ch": out[1],
+                                     "kept": kept, "dense_gflop": dense_flops / 1e9, **row})
+                        log(f"{lname} {threads}t {weights:6s} {peer.name:14s} "
+                            f"{row.get('ms', float('nan')):8.3f} ms {row.get('note', '')}")
+    for s in subjects.values():
+        s.cleanup()
+    return rows
+
+
+def _fastest(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row with the lowest ms among those that ran and matched eager."""
+    ok = [r for r in rows if "ms" in r and r.get("note", "") == ""]
+    return min(ok, key=lambda r: r["ms"]) if ok else None
+
+
+def figure5_rows(e2e: list[dict[str, Any]], peers: list[Peer]) -> list[dict[str, Any]]:
+    """One row per (model, threads): ms of every peer on dense weights, ours on pruned, the
+    ideal (best dense time x kept multiply-add fraction), speedups of ours."""
+    out = []
+    for key in dict.fromkeys((r["model"], r["threads"]) for r in e2e):
+        rs = [r for r in e2e if (r["model"], r["threads"]) == key]
+        row: dict[str, Any] = {"model": key[0], "threads": key[1]}
+        for p in peers:
+            for w in ("dense", "pruned"):
+                if (p.name == "csr" and w == "dense") or (p.name != "ours" and p.name != "csr"
+                                                           and w == "pruned"):
+                    continue
+                hit = [r for r in rs if r["peer"] == p.name and r["weights"] == w]
+                col = f"{p.name}_{w}_ms" if p.name == "ours" else f"{p.name}_ms"
+                row[col] = hit[0].get("ms", float("nan")) if hit else float("nan")
+        dense_peers = [r for r in rs if r["weights"] == "dense" and r["peer"] not in NOT_DENSE_PEERS]
+        best = _fastest(dense_peers)
+        ours = _fastest([r for r in rs if r["peer"] == "ours" and r["weights"] == "pruned"])
+        kept = next(r["kept_macs"] for r in rs if r["weights"] == "pruned")
+        row["kept_macs"] = kept
+        row["fastest_dense_peer"] = best["peer"] if best else ""
+        row["ideal_ms"] = best["ms"] * kept if best else float("nan")
+        row["ours_vs_fastest_dense"] = best["ms"] / ours["ms"] if best and ours else float("nan")
+        eager = [r for r in dense_peers if r["peer"] == "torch_eager" and "ms" in r]
+        row["ours_vs_eager"] = eager[0]["ms"] / ours["ms"] if eager and ours else float("nan")
+        out.append(row)
+    return out
+
+
+def layer_rows(layers: list[dict[str, Any]], peak: float) -> list[dict[str, Any]]:
+    """One row per (layer, threads): ours (pruned) against the fastest dense peer and eager,
+    useful GFLOP/s of ours against the FMA peak (peak x threads), dense GFLOP/s of the peer."""
+    out = []
+    for key in dict.fromkeys((r["layer"], r["threads"]) for r in layers):
+        rs = [r for r in layers if (r["layer"], r["threads"]) == key]
+        r0 = rs[0]
+        ours = _fastest([r for r in rs if r["peer"] == "ours" and r["weights"] == "pruned"])
+        dense = [r for r in rs if r["weights"] == "dense" and r["peer"] not in NOT_DENSE_PEERS]
+        best = _fastest(dense)
+        eager = _fastest([r for r in dense if r["peer"] == "torch_eager"])
+        csr = _fastest([r for r in rs if r["peer"] == "csr"])
+        useful = r0["dense_gflop"] * r0["kept"]
+        row = {"layer": key[0], "threads": key[1], "in": r0["in"], "out_ch": r0["out_ch"],
+               "kept": r0["kept"], "ours_ms": ours["ms"] if ours else float("nan"),
+               "fastest_dense_peer": best["peer"] if best else "",
+               "fastest_dense_ms": best["ms"] if best else float("nan"),
+               "eager_ms": eager["ms"] if eager else float("nan"),
+               "csr_ms": csr["ms"] if csr else float("nan"),
+               "ideal_ms": best["ms"] * r0["kept"] if best else float("nan")}
+        row["speedup_vs_fastest_dense"] = row["fastest_dense_ms"] / row["ours_ms"]
+        row["speedup_vs_eager"] = row["eager_ms"] / row["ours_ms"]
+        row["ours_useful_gflops"] = useful / (row["ours_ms"] * 1e-3)
+        row["ours_pct_of_peak"] = 100 * row["ours_useful_gflops"] / (peak * key[1])
+        row["fastest_dense_gflops"] = r0["dense_gflop"] / (row["fastest_dense_ms"] * 1e-3)
+        row["dense_pct_of_peak"] = 100 * row["fastest_dense_gflops"] / (peak * key[1])
+        out.append(row)
+    return out
+
+
+def targets(e2e_fig: list[dict[str, Any]], layers: list[dict[str, Any]],
+            cfg: BenchConfig) -> list[dict[str, Any]]:
+    """The issue's target ratios, each from this run: VGG-16-224 3x3 layers (sum over layers,
+    ours pruned vs the dense peer with the lowest sum, and vs eager), ResNet-50-224 and
+    MobileNet-V2-224 end to end vs the fastest dense peer."""
+    rows = []
+    lname = f"{cfg.layer_model[0]}-{cfg.layer_model[1]}"
+    for threads in cfg.threads:
+        rs = [r for r in layers if r["threads"] == threads]
+        ours = [r for r in rs if r["peer"] == "ours" and r["weights"] == "pruned"]
+        n = len({r["layer"] for r in rs})
+        if ours and all("ms" in r for r in ours) and len(ours) == n:
+            ours_ms = sum(r["ms"] for r in ours)
+            sums = {}
+            for p in {r["peer"] for r in rs if r["peer"] not in NOT_DENSE_PEERS}:
+                prs = [r for r in rs if r["peer"] == p and r["weights"] == "dense"]
+                if len(prs) == n and all("ms" in r and r.get("note", "") == "" for r in prs):
+                    sums[p] = sum(r["ms"] for r in prs)
+            if sums:
+                best = min(sums, key=sums.get)
+                rows.append({"target": f"{lname} 3x3 layers vs fastest dense peer", "threads": threads,
+                             "ours_ms": ours_ms, "peer": best, "peer_ms": sums[best],
+                             "ratio": sums[best] / ours_ms, "required": 1.5, "aim": 2.0})
+            if "torch_eager" in sums:
+                rows.append({"target": f"{lname} 3x3 layers vs PyTorch eager", "threads": threads,
+                             "ours_ms": ours_ms, "peer": "torch_eager", "peer_ms": sums["torch_eager"],
+                             "ratio": sums["torch_eager"] / ours_ms, "required": 4.0, "aim": 4.0})
+        for model, req in (("resnet50-224", 1.2), ("mobilenet_v2-224", 1.0)):
+            f = [r for r in e2e_fig if r["model"] == model and r["threads"] == threads]
+            if f and f[0]["fastest_dense_peer"]:
+                peer = f[0]["fastest_dense_peer"]
+                rows.append({"target": f"{model} end to end vs fastest dense peer",
+                             "threads": threads, "ours_ms": f[0]["ours_pruned_ms"], "peer": peer,
+                             "peer_ms": f[0][f"{peer}_ms"], "ratio": f[0]["ours_vs_fastest_dense"],
+                             "required": req, "aim": req})
+    for r in rows:
+        r["met"] = bool(r["ratio"] >= r["required"])
+        r["missed_by"] = "" if r["met"] else f"{r['required'] / r['ratio']:.2f}x short"
+    return rows
+
+
+def plot_figure5(fig_rows: list[dict[str, Any]], peers: list[Peer]) -> Any:
+    """Figure 5 analogue: speedup of ours (pruned) over each runtime (dense weights), log scale,
+    one panel per thread count."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    threads = sorted({r["threads"] for r in fig_rows})
+    cols = [(f"{p.name}_ms", p.label) for p in peers if p.name not in ("ours", "csr")]
+    cols += [("ours_dense_ms", "ours, dense weights"), ("csr_ms", "CSR, pruned weights")]
+    fig, axes = plt.subplots(len(threads), 1, figsize=(12, 3.6 * len(threads)), squeeze=False)
+    for ax, t in zip(axes[:, 0], threads):
+        rs = [r for r in fig_rows if r["threads"] == t]
+        width = 0.8 / len(cols)
+        for j, (col, label) in enumerate(cols):
+            sp = [r.get(col, np.nan) / r["ours_pruned_ms"] for r in rs]
+            ax.bar(np.arange(len(rs)) + (j - len(cols) / 2 + 0.5) * width, sp, width, label=label)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks(np.arange(len(rs)), [r["model"] for r in rs])
+        ax.set_ylabel("speedup of ours (pruned)")
+        ax.set_title(f"batch 1, {t} thread{'s' if t > 1 else ''}: time of runtime / time of ours")
+        ax.grid(axis="y", which="both", alpha=0.3)
+    axes[0, 0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def run(quick: bool = False, out_dir: Path | str | None = None, tuning_log: str | None = None,
+        cfg: BenchConfig | None = None, progress: bool = True,
+        skip: tuple[str, ...] = ()) -> dict[str, list]:
+    """The whole benchmark; writes every table, the figure and peers.json into out_dir."""
+    import pandas as pd
+
+    from workbench.provenance import provenance, write_figure, write_json, write_table
+    cfg = cfg or (BenchConfig.quick_config() if quick else BenchConfig())
+    if skip:
+        cfg = replace(cfg, skip=tuple(skip))
+    out = Path(out_dir or (RESULTS / "codegen" / "peers" / ("quick" if cfg.quick else "")))
+    log_path = tuning_log or str(out / "tuning.jsonl" if cfg.quick
+                                 else RESULTS / "codegen" / "tuning.jsonl")
+    peers = all_peers(cfg.trials, log_path)
+    say = print if progress else (lambda *_: None)
+    t0 = time.perf_counter()
+    peak = fma_peak()
+    with tempfile.TemporaryDirectory(prefix="workbench-peers-") as tmp:
+        e2e, notes = end_to_end(cfg, peers, Path(tmp), say)
+        layers = per_layer(cfg, peers, Path(tmp), say)
+    fig_rows = figure5_rows(e2e, peers)
+    lrows = layer_rows(layers, peak)
+    trows = targets(fig_rows, layers, cfg)
+    versions = {}
+    for r in e2e + layers:
+        if r.get("version"):
+            versions.setdefault(r["peer"], r["version"])
+    skipped = {r["peer"]: r["note"] for r in e2e if r.get("note", "").startswith("skipped")}
+    config = {"bench": asdict(cfg), "fma_peak_gflops_per_core": peak, "machine": machine_info(),
+              "versions": versions, "pruned_weights": notes, "skipped": skipped,
+              "tuning_log": str(log_path), "seconds": time.perf_counter() - t0,
+              "timing": "median after warm-up, process pinned to `threads` cores; batch 1 fp32"}
+    cmd = (f"python -m workbench.bench.peers_bench {'--quick ' if cfg.quick else ''}"
+           + (f"--skip {' '.join(cfg.skip)} " if cfg.skip else "") + f"--out {out}")
+    prov = provenance(cmd.replace(str(REPO_ROOT) + "/", ""), config)
+    e2e_df = pd.DataFrame(e2e)
+    e2e_df["pruned_weights"] = e2e_df["model"].map(notes)
+    write_table(e2e_df, out / "end_to_end", prov, "Every runtime end to end, batch 1 (ms)")
+    write_table(pd.DataFrame(fig_rows), out / "figure5", prov,
+                "Figure 5 analogue: ms per runtime (dense weights) and ours (pruned)")
+    write_table(pd.DataFrame(layers), out / "layers_all", prov,
+                f"{cfg.layer_model[0]}-{cfg.layer_model[1]} 3x3 conv + ReLU layers, every runtime (ms)")
+    write_table(pd.DataFrame(lrows), out / "layers", prov,
+                f"{cfg.layer_model[0]}-{cfg.layer_model[1]} 3x3 layers: ours (pruned) vs the "
+                f"fastest dense peer; FMA peak {peak:.1f} GFLOP/s per core")
+    write_table(pd.DataFrame(trows), out / "targets", prov, "Issue 4 targets, measured in this run")
+    write_figure(plot_figure5(fig_rows, peers), out / "figure5.png", prov)
+    tables = {"end_to_end": e2e, "figure5": fig_rows, "layers_all": layers, "layers": lrows,
+              "targets": trows}
+    write_json({"provenance": prov, "tables": tables}, out / "peers.json")
+    say(f"done in {time.perf_counter() - t0:.0f} s -> {out}")
+    return tables
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: python -m workbench.bench.peers_bench [--quick] [--out DIR] [--tuning-log F]
+    [--skip PEER ...]."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="CIFAR VGG-16 only, short budgets")
+    p.add_argument("--out", default=None, help="default results/codegen/peers[/quick]")
+    p.add_argument("--tuning-log", default=None,
+                   help="schedules to replay/extend (default results/codegen/tuning.jsonl; "
+                        "quick: OUT/tuning.jsonl)")
+    p.add_argument("--skip", nargs="*", default=[], metavar="PEER",
+                   help="peers to leave out (" + ", ".join(x.name for x in all_peers()) + ")")
+    args = p.parse_args(argv)
+    unknown = set(args.skip) - {x.name for x in all_peers()}
+    if unknown:
+        p.error(f"unknown peers: {sorted(unknown)}")
+    run(args.quick, args.out, args.tuning_log, skip=tuple(args.skip))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
