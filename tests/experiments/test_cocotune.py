@@ -43,6 +43,26 @@ def test_quick_all_writes_tables_and_resumes(tiny, tmp_path):
     assert "Regenerate: `test`" in (out / "table3.md").read_text()
 
 
+@pytest.mark.slow
+def test_fill_on_dask_trains_every_network_then_tables_read_them_back(tiny, tmp_path):
+    pytest.importorskip("distributed", reason='needs dask.distributed: pip install "dask[distributed]"')
+    small = replace(tiny, subspace=2, alphas=(0.0,), workers=(1,))
+    ctx = cocotune.prepare(small, tmp_path / "run", dask="2")
+    try:
+        a = cocotune.arms(ctx, cocotune.sample_subspace(ctx.net, 2, seed=0))
+        assert cocotune.fill(ctx, a.base + a.comp) == 4
+        assert len(list(ctx.ws.nets.glob("*.json"))) == 4
+        assert cocotune.fill(ctx, a.base + a.comp) == 0   # all cached
+        row = cocotune.compare(ctx, a, 0.0, 1)
+        e = cocotune.run(ctx, a.base, row["thr_acc"], 1)
+        assert e.computed == 0 and e.configs >= 1
+    finally:
+        ctx.close()
+    # in-process, fill leaves the training to the explorations
+    ctx = cocotune.prepare(small, tmp_path / "run")
+    assert cocotune.fill(ctx, a.base) == 0
+
+
 def test_cli_rejects_unknown_what():
     with pytest.raises(SystemExit):
         cocotune.main(["table9"])

@@ -26,7 +26,10 @@ once over the whole budget and its curve cached, so one run serves every alpha; 
 tables report is what explorations that stop at the target would spend. Time is what N nodes
 would spend: per-network seconds measured on this machine (one network at a time unless --dask),
 summed over batches as the slowest network of each batch; pre-training time counts fully in
-CoCo-Tune's time at every N. Everything is cached in the run directory
+CoCo-Tune's time at every N. With --dask N on a machine of G GPUs (--device cuda), the N
+workers are pinned to the GPUs round robin and every network a table needs is fine-tuned first,
+N at a time (fill); with N <= G no two networks share a GPU, so their measured seconds are what
+one network on one GPU takes and the tables read the same as from a one-at-a-time run. Everything is cached in the run directory
 (pipeline.Workspace), so an interrupted call resumes and the tables are re-assembled from
 finished networks. Command line:
 
@@ -132,6 +135,7 @@ class Context:
     net: GraphNet
     teacher: dict
     dask: str | None = None
+    gpus: int = 0                      # GPUs the Dask workers are pinned to (0: none)
     _executor: object = field(default=None, repr=False)
 
     @property
@@ -144,7 +148,7 @@ class Context:
 
     def executor(self):
         if self._executor is None:
-            self._executor = make_executor(self.dask)
+            self._executor = make_executor(self.dask, self.gpus)
         return self._executor
 
     def close(self) -> None:
@@ -184,7 +188,14 @@ def prepare(s: Setup, run_dir: str | Path, teacher: str | Path | None = None,
         info = adopt_teacher(ws, model, net, data, s.teacher.device)
     else:
         info = train_teacher(ws, model, net, data, s.teacher, progress=progress)
-    return Context(s, ws, net, info, dask)
+    gpus = 0
+    if dask is not None and str(dask).isdigit() and resolve_device(s.finetune.device).type == "cuda":
+        gpus = torch.cuda.device_count()
+        if int(dask) > gpus:
+            print(f"note: {dask} Dask workers share {gpus} GPU(s): networks on one GPU slow each "
+                  f"other down, so their measured seconds overstate one network's time",
+                  file=sys.stderr)
+    return Context(s, ws, net, info, dask, gpus)
 
 
 # ---- comparisons -----------------------------------------------------------------------------
@@ -214,6 +225,27 @@ def arms(ctx: Context, configs: list[Config], method: str = "per_module",
     return Arms(list(configs), base, comp, bid, float(info["seconds"]), len(tb.blocks), tb.cost)
 
 
+def fill(ctx: Context, tasks: list[NetTask], desc: str = "networks") -> int:
+    """On a Dask cluster, fine-tune every unfinished task first, all workers busy (results land in
+    the run directory, where the explorations read them back); in-process, do nothing (the
+    explorations train what they visit). Returns the number of networks trained."""
+    if ctx.dask is None:
+        return 0
+    from tqdm.auto import tqdm
+
+    from workbench.tune.explore import ResultStore
+    store = ResultStore(ctx.ws.nets)
+    todo = [t for t in dict.fromkeys(tasks) if store.get(t.key) is None]
+    ex = ctx.executor()
+    n = max(1, ex.workers)
+    fn = Cached(run_net_task, str(ctx.ws.nets))
+    # batches of a few per worker: progress shows while the workers stay busy
+    for start in tqdm(range(0, len(todo), 2 * n), desc=f"fine-tuning {len(todo)} {desc} on {n} "
+                      f"worker(s)", unit="batch", disable=not todo):
+        ex.map(fn, todo[start:start + 2 * n])
+    return len(todo)
+
+
 def run(ctx: Context, tasks: list[NetTask], target: float, workers: int) -> Exploration:
     """Explore `tasks` smallest first with `workers` at a time (results cached in the run dir)."""
     return explore(tasks, Cached(run_net_task, str(ctx.ws.nets)), target, workers, ctx.executor())
@@ -241,6 +273,7 @@ def table3(ctx: Context) -> pd.DataFrame:
     """Table 3 analogue on the main subspace: every alpha x every #nodes."""
     s = ctx.setup
     a = arms(ctx, sample_subspace(ctx.net, s.subspace, seed=s.seed))
+    fill(ctx, a.base + a.comp, "table 3 networks")
     rows = [compare(ctx, a, alpha, n) for alpha in s.alphas for n in s.workers]
     df = pd.DataFrame(rows)
     df.insert(0, "subspace", len(a.configs))
@@ -262,6 +295,7 @@ def table4(ctx: Context) -> pd.DataFrame:
     rows = []
     for k in s.sizes:
         a = arms(ctx, nested(main, k))
+        fill(ctx, a.base + a.comp, f"table 4 networks (subspace {k})")
         for alpha in s.alphas4:
             r = compare(ctx, a, alpha, 1)
             rows.append({"subspace": len(a.configs), "alpha": alpha, "thr_acc": r["thr_acc"],
@@ -291,6 +325,7 @@ def table5(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
                        else sample_grouped(ctx.net, s.collection, stages(ctx.net), seed=seed))
             per = arms(ctx, configs, "per_module")
             seq = arms(ctx, configs, "sequitur")
+            fill(ctx, per.comp + seq.comp, f"table 5 networks ({kind}, repeat {rep})")
             for alpha in s.alphas5:
                 target = ctx.full_acc * (1 - alpha)
                 ep, es = run(ctx, per.comp, target, 1), run(ctx, seq.comp, target, 1)
@@ -348,6 +383,7 @@ def figure11(ctx: Context, out: Path, prov: dict) -> dict:
     all7 = tuple(0.7 for _ in ctx.net.modules)
     ca = arms(ctx, configs + ([all7] if all7 not in configs else []))
     i7 = ca.configs.index(all7)
+    fill(ctx, [ca.base[i7], ca.comp[i7]], "figure 11 curves")
     cb = Cached(run_net_task, str(ctx.ws.nets))(ca.base[i7])
     cc = Cached(run_net_task, str(ctx.ws.nets))(ca.comp[i7])
     saving7 = step_saving(cb["curve"], cc["curve"])
