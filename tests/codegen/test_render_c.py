@@ -150,3 +150,172 @@ def test_taps_kernel_is_rendered_only_where_it_applies() -> None:
     strided = conv_layer(pattern_pruned(rng, 8, 8), padding=1, stride=2)
     # stride 2 reads a plain buffer through lane gathers: the pattern kernel renders it
     assert "taps kernel" not in render_c(conv_ir(strided, (8, 12, 12), 8), taps)
+
+
+# --- depthwise and direct kernels -----------------------------------------------------------
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 2), c=st.integers(1, 20), h=st.integers(1, 17), w=st.integers(1, 30),
+       k=st.sampled_from([3, 3, 5]), stride=st.sampled_from([1, 2, 3]), padding=st.integers(0, 2),
+       dilation=st.sampled_from([1, 1, 2]), pruned=st.booleans(), th=st.integers(1, 17),
+       tw=st.integers(1, 4), vector=st.sampled_from([0, 4, 16]),
+       act=st.sampled_from(["none", "relu", "relu6"]), seed=st.integers(0, 2**16))
+def test_depthwise_kernel_matches_conv2d(n: int, c: int, h: int, w: int, k: int, stride: int,
+                                         padding: int, dilation: int, pruned: bool, th: int,
+                                         tw: int, vector: int, act: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    span = dilation * (k - 1) + 1
+    if h + 2 * padding < span or w + 2 * padding < span:
+        padding = span
+    wt = pattern_pruned(rng, c, 1, 0.7) if pruned and k == 3 else \
+        rng.standard_normal((c, 1, k, k)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    assert _run(wt, x, b, stride, padding, c, dilation, act, kernel="depthwise", tile_h=th,
+                tile_w=tw, vector=vector) < 1e-4
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 2), c=st.integers(1, 4), o=st.integers(1, 13), h=st.integers(3, 19),
+       w=st.integers(3, 27), k=st.sampled_from([3, 5, 7]), stride=st.sampled_from([1, 2, 3]),
+       padding=st.integers(0, 3), th=st.integers(1, 3), tw=st.integers(1, 3),
+       to=st.integers(1, 6), vector=st.sampled_from([0, 4, 16]),
+       act=st.sampled_from(["none", "relu"]), seed=st.integers(0, 2**16))
+def test_direct_kernel_matches_conv2d(n: int, c: int, o: int, h: int, w: int, k: int,
+                                      stride: int, padding: int, th: int, tw: int, to: int,
+                                      vector: int, act: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    if h + 2 * padding < k or w + 2 * padding < k:
+        padding = k
+    wt = rng.standard_normal((o, c, k, k)).astype(np.float32)
+    b = rng.standard_normal(o).astype(np.float32)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    assert _run(wt, x, b, stride, padding, act=act, kernel="direct", tile_h=th, tile_w=tw,
+                tile_o=to, vector=vector) < 1e-4
+
+
+def test_mobilenet_depthwise_shapes_and_the_stem() -> None:
+    rng = np.random.default_rng(13)
+    for c, hw, stride in ((32, 112, 1), (96, 112, 2), (192, 28, 1), (576, 14, 2), (960, 7, 1)):
+        x = rng.standard_normal((1, c, hw, hw)).astype(np.float32)
+        wt = rng.standard_normal((c, 1, 3, 3)).astype(np.float32)
+        b = rng.standard_normal(c).astype(np.float32)
+        assert _run(wt, x, b, stride, 1, c, act="relu6", kernel="depthwise", tile_h=4,
+                    tile_w=2) < 1e-5
+    x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
+    stem = rng.standard_normal((64, 3, 7, 7)).astype(np.float32)
+    assert _run(stem, x, None, 2, 3, act="relu", kernel="direct", tile_o=5, tile_w=2) < 1e-5
+
+
+@pytest.mark.parametrize("h,w,stride", [(h, w, s) for s in (1, 2) for h in (1, 2, 5, 9)
+                                        for w in (1, 2, 3, 7, 13, 15)])
+def test_depthwise_whole_plane_stores_stay_in_the_plane(h: int, w: int, stride: int) -> None:
+    """Rows without room for a whole last vector are stored whole with zeroed extra lanes
+    (render_c._dw_whole_planes); nothing may land past the plane's last pixel."""
+    from workbench.codegen.kernel import CompiledLayer
+    from workbench.codegen.render_c import _dw_whole_planes
+    rng = np.random.default_rng(h * 100 + w * 3 + stride)
+    layer = conv_layer(rng.standard_normal((1, 1, 3, 3)).astype(np.float32), padding=1,
+                       stride=stride, groups=1)
+    x = rng.standard_normal((1, 1, h, w)).astype(np.float32)
+    kern = CompiledLayer(layer, "c", Schedule(kernel="depthwise", tile_h=2, tile_w=1))
+    ir, _ = kern._c_kernel(h, w)
+    assert _dw_whole_planes(ir) == (ir.wo % 8 != 0)
+    src = ir.src.alloc(1)
+    ir.src.write(src, x)
+    guard = np.full(ir.dst.image + 64, np.float32(1234.5))
+    kern.run_c(src, guard[:ir.dst.image].reshape(1, -1), 1, h, w)
+    assert (guard[ir.dst.image:] == np.float32(1234.5)).all()
+    ref = conv_ref(x, layer.params["weight"], None, stride, 1)
+    assert rel_err(guard[:ir.dst.image].reshape(ref.shape), ref) < 1e-5
+
+
+def test_kernel_kind_dispatch() -> None:
+    from workbench.codegen.render_c import default_kernel, kernel_kind
+    rng = np.random.default_rng(14)
+    dw = conv_ir(conv_layer(rng.standard_normal((8, 1, 3, 3)).astype(np.float32), padding=1,
+                            groups=8), (8, 10, 10), 8)
+    stem = conv_ir(conv_layer(rng.standard_normal((16, 3, 7, 7)).astype(np.float32),
+                              padding=3, stride=2), (3, 20, 20), 8)
+    dense = conv_ir(conv_layer(pattern_pruned(rng, 8, 8), padding=1), (8, 10, 10), 8)
+    assert kernel_kind(dw, Schedule(kernel="depthwise")) == "depthwise"
+    assert "depthwise kernel" in render_c(dw, Schedule(kernel="depthwise"))
+    assert kernel_kind(dw, Schedule()) == "pattern" and default_kernel(dw) == "depthwise"
+    assert kernel_kind(stem, Schedule(kernel="direct")) == "direct"
+    assert "direct kernel" in render_c(stem, Schedule(kernel="direct"))
+    assert default_kernel(stem) == "direct" and default_kernel(dense) is None
+    # a kernel asked for where it does not apply falls back to the pattern kernel
+    assert kernel_kind(dense, Schedule(kernel="depthwise")) == "pattern"
+    assert kernel_kind(dw, Schedule(kernel="direct")) == "pattern"
+    # stride 2 from the plain buffer: one in-lane shuffle per vector, no lane gathers
+    s2 = conv_ir(conv_layer(rng.standard_normal((8, 1, 3, 3)).astype(np.float32), padding=1,
+                            groups=8, stride=2), (8, 16, 16), 8)
+    src = render_c(s2, Schedule(kernel="depthwise", tile_h=2, tile_w=1))
+    assert "0, 2, 8, 10, 4, 6, 12, 14" in src and "1, 3, 9, 11, 5, 7, 13, 15" in src
+
+
+# --- the packed GEMM kernel for 1x1 convolutions (Schedule.kernel "gemm") --------------------
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 2), c=st.integers(1, 20), o=st.integers(1, 19), h=st.integers(1, 12),
+       w=st.integers(1, 23), stride=st.sampled_from([1, 2, 3]), keep=st.floats(0.0, 1.0),
+       pruned=st.booleans(), tile=st.sampled_from([(8, 1), (4, 2), (5, 2), (6, 2), (3, 3), (4, 3)]),
+       group=st.integers(1, 5), unroll=st.integers(1, 3), threads=st.integers(1, 2),
+       parallel=st.sampled_from(["rows", "filters"]), act=st.sampled_from(["none", "relu", "relu6"]),
+       seed=st.integers(0, 2**16))
+def test_gemm_kernel_matches_conv2d(n: int, c: int, o: int, h: int, w: int, stride: int,
+                                    keep: float, pruned: bool, tile: tuple[int, int], group: int,
+                                    unroll: int, threads: int, parallel: str, act: str,
+                                    seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    wt = rng.standard_normal((o, c, 1, 1)).astype(np.float32)
+    wt *= rng.random(wt.shape) < keep
+    if pruned:  # whole input channels and filters removed: blocks skip them
+        wt[:, rng.random(c) < 0.4] = 0.0
+        wt[rng.random(o) < 0.3] = 0.0
+    b = rng.standard_normal(o).astype(np.float32)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    err = _run(wt, x, b, stride, 0, act=act, kernel="gemm", tile_o=tile[0], tile_w=tile[1],
+               tile_h=group, unroll_k=unroll, threads=threads, parallel=parallel)
+    assert err < 1e-4
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("hw", [(7, 7), (14, 14), (9, 20)])
+def test_gemm_kernel_writes_padded_layouts(stride: int, hw: tuple[int, int]) -> None:
+    """In a network a 1x1 conv reads and writes zero-bordered, row-padded buffers (its reader
+    is a 3x3 conv): vectors crossing row ends go lane by lane and the border stays zero."""
+    from workbench.codegen.kernel import CompiledLayer
+    rng = np.random.default_rng(stride * 100 + hw[1])
+    c, o = 11, 13
+    h, w = hw
+    wt = rng.standard_normal((o, c, 1, 1)).astype(np.float32)
+    wt[:, 2] = 0.0
+    b = rng.standard_normal(o).astype(np.float32)
+    x = rng.standard_normal((2, c, h, w)).astype(np.float32)
+    layer = conv_layer(wt, b, stride=stride, act="relu")
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    src = Layout(c, h, w, 1, 1, rows=h + 3, row=w + 6)
+    dst = Layout(o, ho, wo, 1, 1, rows=ho + 3, row=wo + 3)
+    for sched in (Schedule(kernel="gemm", tile_o=6, tile_w=2, tile_h=3),
+                  Schedule(kernel="gemm", tile_o=4, tile_w=3, tile_h=1, parallel="filters")):
+        k = CompiledLayer(layer, "c", sched.with_(threads=2))
+        xs, ys = src.alloc(2), dst.alloc(2)
+        src.write(xs, x)
+        ys[:] = 0.0
+        k.run_c(xs, ys, 2, h, w, src, dst)
+        ref = np.maximum(conv_ref(x, wt, b, stride), 0)
+        assert rel_err(dst.read(ys, 2), ref) < 1e-5
+        full = ys.reshape(2, o, dst.plane_rows, dst.row_stride).copy()
+        full[:, :, 1:1 + ho, 1:1 + wo] = 0.0
+        assert not full.any()  # nothing written outside the image
+
+
+def test_gemm_kernel_is_the_pointwise_default() -> None:
+    rng = np.random.default_rng(13)
+    k = compile_layer(weight=rng.standard_normal((8, 16, 1, 1)).astype(np.float32), emitter="c",
+                      input_shape=(16, 10, 10))
+    assert k.schedule.kernel == "gemm" and "packed GEMM" in k.source
+    old = compile_layer(weight=rng.standard_normal((8, 16, 1, 1)).astype(np.float32),
+                        emitter="c", schedule=Schedule(tile_o=4), input_shape=(16, 10, 10))
+    assert "packed GEMM" not in old.source

@@ -123,3 +123,24 @@ def test_c_emitter_networks_on_the_taps_kernel(name: str) -> None:
     net = compile(lr, emitter="c", schedules=taps)
     x = torch.randn(1, 3, 32, 32)
     assert rel_err(np.asarray(net(x)), model(x).detach().numpy()) < 1e-4
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize("tile_h,tile_w,threads", [(16, 1, 2), (1, 3, 1)])
+def test_c_emitter_mobilenet_on_the_depthwise_kernel(tile_h: int, tile_w: int,
+                                                     threads: int) -> None:
+    """Every depthwise conv on the depthwise kernel with non-default tiles, at 64x64 (planes
+    of 32 .. 2 pixels: whole-plane stores where rows are narrower than a vector), batch 2."""
+    from workbench.codegen import Schedule
+    from workbench.codegen.ir import is_depthwise_layer
+    from workbench.models import build_model
+    model = _randomise_bn(_pattern_prune(build_model("mobilenet_v2", 10, 64).eval()))
+    lr = from_torch(model, (3, 64, 64))
+    dw = {l.name: Schedule(kernel="depthwise", tile_h=tile_h, tile_w=tile_w, threads=threads)
+          for l in lr.layers if l.op == "conv2d" and is_depthwise_layer(l)}
+    assert len(dw) == 17
+    net = compile(lr, emitter="c", schedules=dw)
+    assert all("depthwise kernel" in s.compiled.source for s in net.steps
+               if s.layer.name in dw)
+    x = torch.randn(2, 3, 64, 64)
+    assert rel_err(np.asarray(net(x)), model(x).detach().numpy()) < 1e-4

@@ -50,3 +50,32 @@ def test_storage_row_compares_formats() -> None:
     assert row["dense_bytes"] == w.size * 4
     assert row["csr_bytes"] == csr_nbytes(w) == nnz * 8 + 65 * 4
     assert row["fkw_bytes"] < row["csr16_bytes"] < row["csr_bytes"] < row["dense_bytes"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(o=st.integers(1, 10), c=st.integers(1, 40), keep=st.floats(0, 1),
+       cblock=st.sampled_from([0, 1, 3, 8, 64]), seed=st.integers(0, 999))
+def test_pack_blocked_regroups_by_block_then_pattern(o: int, c: int, keep: float, cblock: int,
+                                                     seed: int) -> None:
+    """Every kernel of slot i, block b, pattern p sits in group b * P + p with its own taps'
+    weights: expanding the groups back gives the weight."""
+    from workbench.codegen.storage import pack_blocked
+    rng = np.random.default_rng(seed)
+    w = pattern_pruned(rng, o, c, keep)
+    kp = analyse(w)
+    fkw = pack(w, kp, rng.permutation(o))
+    pb = pack_blocked(fkw, c, cblock)
+    npat, nb = kp.num_patterns, (max(1, -(-c // cblock)) if cblock else 1)
+    assert pb.kptr.shape == (o, nb * npat + 1) and pb.wptr.shape == pb.kptr.shape
+    out = np.zeros((o, c, 9), np.float32)
+    for i, f in enumerate(pb.order):
+        for g in range(nb * npat):
+            b, p = divmod(g, npat)
+            k0, k1 = pb.kptr[i, g], pb.kptr[i, g + 1]
+            t = int(pb.taps[p])
+            vals = pb.wts[pb.wptr[i, g]:pb.wptr[i, g] + (k1 - k0) * t].reshape(k1 - k0, t)
+            for j, ch in enumerate(pb.cidx[k0:k1]):
+                assert cblock == 0 or ch // cblock == b
+                out[f, ch, kp.patterns[p]] = vals[j]
+    np.testing.assert_array_equal(out.reshape(w.shape), w)
+    assert pb.num_kernels == kp.kept_kernels and pb.wts.size == kp.kept_weights

@@ -22,14 +22,19 @@ def _layer(o: int = 8, c: int = 8, k: int = 3):
 
 
 def test_space_sizes() -> None:
-    # pattern kernel knobs + taps kernel knobs (stride 1)
-    assert len(conv_space(_layer(), "c", vector=8)) == 4 * 3 * 2 * 2 + 3 * 3 * 3 * 2
+    # pattern kernel knobs + taps kernel knobs + pblock kernel knobs (stride 1)
+    assert len(conv_space(_layer(), "c", vector=8)) == \
+        4 * 3 * 2 * 2 + 3 * 3 * 3 * 2 + 5 * 2 * 2 * 2 * 2
     space = conv_space(_layer(), "c", vector=8)
-    assert {s.kernel for s in space} == {"pattern", "taps"} and len(list(space)) == len(space)
+    assert {s.kernel for s in space} == {"pattern", "taps", "pblock"} and \
+        len(list(space)) == len(space)
     assert space[-1] == list(space)[-1]
     strided = conv_layer(pattern_pruned(np.random.default_rng(0), 8, 8), padding=1, stride=2)
     assert {s.kernel for s in conv_space(strided, "c", vector=8)} == {"pattern"}
-    assert len(conv_space(_layer(k=1), "c", vector=16)) == 5 * 3
+    # 1x1: the GEMM kernel's register tiles x unroll (1, 2) x tiles per job (4, 16) x parallel
+    assert len(conv_space(_layer(k=1), "c", vector=16)) == 8 * 2 * 2 * 2
+    assert len(conv_space(_layer(k=1), "c", vector=8)) == 6 * 2 * 2 * 2
+    assert {s.kernel for s in conv_space(_layer(k=1), "c", vector=8)} == {"gemm"}
     assert len(conv_space(_layer(), "numba")) == 8
 
 
@@ -82,3 +87,29 @@ def test_old_log_version_is_a_clear_error(tmp_path: Path) -> None:
     log.append({"signature": sig, "target": "c:x86_64:v8", "threads": 1, "ms": 2.0,
                 "schedule": {"tile_h": 3, "kernel": "taps"}, "version": LOG_VERSION})
     assert log.best(sig, "c:x86_64:v8", 1).kernel == "taps"
+
+
+def test_depthwise_and_stem_spaces() -> None:
+    from workbench.codegen.schedule import depthwise_space, direct_space
+    rng = np.random.default_rng(1)
+    dw = conv_layer(rng.standard_normal((16, 1, 3, 3)).astype(np.float32), padding=1, groups=16)
+    space = conv_space(dw, "c", vector=8)
+    assert {s.kernel for s in space} == {"depthwise"} and len(space) == len(depthwise_space(8))
+    stem = conv_layer(rng.standard_normal((64, 3, 7, 7)).astype(np.float32), padding=3, stride=2)
+    kinds = [s.kernel for s in conv_space(stem, "c", vector=8)]
+    assert set(kinds) == {"pattern", "direct"} and kinds.count("direct") == len(direct_space(8))
+    # more than 4 input channels: no direct candidates
+    assert "direct" not in {s.kernel for s in conv_space(_layer(), "c", vector=8)}
+
+
+@pytest.mark.needs_cc
+def test_tune_depthwise_layer_starts_from_its_default(tmp_path: Path) -> None:
+    from workbench.codegen.schedule import depthwise_default_schedule
+    rng = np.random.default_rng(2)
+    dw = conv_layer(rng.standard_normal((12, 1, 3, 3)).astype(np.float32), padding=1, groups=12)
+    log = TuningLog(tmp_path / "dw.jsonl")
+    best = tune_layer(dw, (12, 14, 14), "c", trials=3, log=log, threads=1, repeats=2)
+    recs = log.records()
+    assert best.kernel == "depthwise" and all(r["schedule"]["kernel"] == "depthwise" for r in recs)
+    from workbench.codegen.build import host_vector_width
+    assert recs[0]["schedule"] == depthwise_default_schedule(host_vector_width()).to_dict()

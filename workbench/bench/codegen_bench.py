@@ -301,12 +301,79 @@ def run(quick: bool = False, out_dir: Path | str = "results/codegen") -> dict[st
     return tables
 
 
+def pointwise_layers(name: str, size: int) -> list[tuple[Layer, tuple[int, int, int]]]:
+    """The distinct 1x1 conv layers of a model (by tuning signature) with their input shapes,
+    largest work first; the model is pruned as in run() (1x1 weights stay dense)."""
+    from workbench.codegen.ir import is_pointwise_layer
+    from workbench.codegen.tune import layer_signature
+    from workbench.models import build_model
+    torch.manual_seed(0)
+    lr = from_torch(prune_model(build_model(name, 1000 if size >= 64 else 10, size).eval()),
+                    (3, size, size))
+    shapes = lr.shapes()
+    seen: dict[str, tuple[Layer, tuple[int, int, int]]] = {}
+    for layer in lr.layers:
+        if layer.op == "conv2d" and is_pointwise_layer(layer):
+            in_shape = tuple(shapes[layer.inputs[0]])
+            seen.setdefault(layer_signature(layer, in_shape), (layer, in_shape))
+    return list(seen.values())
+
+
+def pointwise_table(models: list[tuple[str, int]], threads: int, trials: int, log: TuningLog,
+                    peak: float, only: set[tuple[int, int, int]] | None = None
+                    ) -> list[dict[str, Any]]:
+    """Per distinct 1x1 layer (C -> O at H x W, input (C, H, W) in `only` if given): ours (C,
+    tuned) in ms and useful GFLOP/s (kept weights x output pixels x 2 / time), vs the peak."""
+    rows = []
+    with pinned(threads):
+        for model, size in models:
+            for layer, in_shape in pointwise_layers(model, size):
+                if only is not None and in_shape not in only:
+                    continue
+                sched = tune_layer(layer, in_shape, "c", trials, log=log, threads=threads)
+                t = _ours_time(layer, in_shape, sched.with_(threads=threads))
+                kern = CompiledLayer(layer, "c", sched, in_shape)
+                ho, wo = kern.output_shape(1, in_shape[1], in_shape[2])[2:]
+                useful = 2 * layer.kernel_patterns.kept_weights * ho * wo
+                a = layer.attrs
+                rows.append({"model": f"{model}-{size}", "threads": threads,
+                             "layer": f"{a['in_channels']}->{a['out_channels']}",
+                             "in": "x".join(map(str, in_shape)), "stride": a["stride"][0],
+                             "ms": t * 1e3, "useful_gflops": useful / t / 1e9,
+                             "pct_of_peak": 100 * useful / t / 1e9 / (peak * threads),
+                             "schedule": {k: v for k, v in sched.to_dict().items()
+                                          if v != getattr(type(sched)(), k)}})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: python -m workbench.bench.codegen_bench [--quick] [--out DIR]."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default="results/codegen")
+    p.add_argument("--pointwise", action="store_true",
+                   help="only print per-layer useful GFLOP/s of ResNet-50 and MobileNet-V2 1x1 "
+                        "layers at 1 and 2 threads (tuning into --log); writes no results")
+    p.add_argument("--models", default="resnet50:224,mobilenet_v2:224",
+                   help="with --pointwise: model:size,...")
+    p.add_argument("--log", default=None, help="with --pointwise: tuning log (default: a "
+                   "fresh temporary one, so every layer is tuned by this code)")
+    p.add_argument("--trials", type=int, default=12)
     args = p.parse_args(argv)
+    if args.pointwise:
+        import tempfile
+
+        import pandas as pd
+
+        from workbench.provenance import markdown_table
+        models = [(m.split(":")[0], int(m.split(":")[1])) for m in args.models.split(",")]
+        peak = fma_peak()
+        with tempfile.TemporaryDirectory() as tmp:
+            log = TuningLog(Path(args.log) if args.log else Path(tmp) / "tuning.jsonl")
+            rows = [r for t in (1, 2) for r in pointwise_table(models, t, args.trials, log, peak)]
+        print(f"FMA peak {peak:.1f} GFLOP/s per core")
+        print(markdown_table(pd.DataFrame(rows), ".4g"))
+        return 0
     run(args.quick, args.out)
     return 0
 

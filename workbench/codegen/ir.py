@@ -164,6 +164,22 @@ def is_pointwise_layer(layer: Layer) -> bool:
     return tuple(a["kernel"]) == (1, 1) and tuple(a["padding"]) == (0, 0) and a["groups"] == 1
 
 
+def is_depthwise_layer(layer: Layer) -> bool:
+    """One input and one output channel per group (MobileNet's depthwise convolutions); not
+    a 1x1 with one group (that is pointwise)."""
+    a = layer.attrs
+    return int(a["groups"]) == int(a["in_channels"]) == int(a["out_channels"]) and \
+        not is_pointwise_layer(layer)
+
+
+def is_direct_candidate(layer: Layer) -> bool:
+    """A dense (groups 1) conv with at most 4 input channels and a kernel larger than 1x1
+    (the 7x7 stem, a first 3x3 layer): the direct kernel may beat the pattern kernel there."""
+    a = layer.attrs
+    return int(a["groups"]) == 1 and int(a["in_channels"]) <= 4 and \
+        tuple(a["kernel"]) != (1, 1)
+
+
 def pointwise_src_layout(layer: Layer, h: int, w: int) -> Layout:
     """Input layout of a 1x1 conv: plain NCHW (stride 2 gathers the even pixels of each row
     it reads), or for other strides split into phases (plane 0 = the pixels it reads)."""

@@ -15,10 +15,15 @@ from workbench.codegen.ir import ConvIR, Layout, conv_ir, is_pointwise_layer
 from workbench.codegen.parallel import default_threads, run_jobs
 from workbench.codegen.lr import Layer, LRError, conv_layer
 from workbench.codegen.render_c import pointwise_rows, render_c, tap_offsets, uses_taps
+from workbench.codegen.render_c import default_kernel, kernel_kind
 from workbench.codegen.render_numba import render_numba
 from workbench.codegen.schedule import Schedule, c_default_schedule, default_schedule
+from workbench.codegen.schedule import depthwise_default_schedule, direct_default_schedule
 from workbench.codegen.storage import FKW, BlockSparse, TapPack, pack, pack_block_sparse, \
     pack_taps
+from workbench.codegen.storage import pack_direct
+from workbench.codegen.render_pblock import uses_pblock
+from workbench.codegen.storage import pack_blocked
 
 EMITTERS = ("numba", "c")
 
@@ -85,6 +90,9 @@ class CompiledLayer:
         self._c: dict[tuple, tuple[ConvIR, Any]] = {}
         self._taps: dict[tuple, TapPack] = {}
         self._bs: BlockSparse | None = None
+        self._pb: FKW | None = None   # the pblock kernel's (block, pattern) packing
+        self._dense_w: dict[tuple, np.ndarray] = {}   # depthwise / direct kernels' weights
+        self._addrs: dict[str, tuple[np.ndarray, int]] = {}
         self.source = ""
         if emitter == "numba":
             self.source = render_numba(layer, self.schedule)
@@ -116,6 +124,10 @@ class CompiledLayer:
                 pw = is_pointwise_layer(self.lr)
                 self.schedule = c_default_schedule(vec, pw, -(-pointwise_rows(ir)[1] // vec)
                                                    if pw else 0)
+                special = default_kernel(ir)
+                if special:
+                    self.schedule = depthwise_default_schedule(vec) if special == "depthwise" \
+                        else direct_default_schedule(vec)
             self.source = render_c(ir, self.schedule)
             lib = build_c(self.source)
             if is_pointwise_layer(self.lr):
@@ -129,6 +141,14 @@ class CompiledLayer:
                 # the taps kernel's offsets depend on the input layout: packed per layout
                 self._taps[(h, w, src, dst)] = pack_taps(self.fkw, tap_offsets(ir), ir.src.chan,
                                                          ir.cg, int(self.schedule.cblock))
+            if uses_pblock(ir, self.schedule) and self._pb is None:
+                self._pb = pack_blocked(self.fkw, ir.cg, int(self.schedule.cblock))
+            kind = kernel_kind(ir, self.schedule)
+            if kind in ("depthwise", "direct"):
+                wt = np.asarray(self.lr.params["weight"], np.float32)
+                self._dense_w[(h, w, src, dst)] = np.ascontiguousarray(
+                    wt.reshape(wt.shape[0], -1)) if kind == "depthwise" else \
+                    pack_direct(wt, int(self.schedule.tile_o))
             got = self._c[(h, w, src, dst)] = (ir, fn)
             self._announce()
         return got
@@ -183,7 +203,14 @@ class CompiledLayer:
             fn(src.ctypes.data, dst.ctypes.data, b.cptr.ctypes.data, b.clist.ctypes.data,
                b.wpk.ctypes.data, self._bias.ctypes.data, b.order.ctypes.data, n, threads)
             return
-        f = self.fkw
+        f = self._pb if self._pb is not None else self.fkw
+        dw = self._dense_w.get((h, w, src_layout, dst_layout))
+        if dw is not None:
+            # only the buffers and the dense weights are read; addresses are cached (each
+            # .ctypes.data costs ~1.5 us, as much as a 7x7 depthwise layer's whole kernel)
+            fn(self._addr("src", src), self._addr("dst", dst), None, None, None,
+               self._addr("w", dw), self._addr("bias", self._bias), None, n, threads)
+            return
         tp = self._taps.get((h, w, src_layout, dst_layout))
         if tp is not None:
             fn(src.ctypes.data, dst.ctypes.data, tp.kptr.ctypes.data, tp.off.ctypes.data,
@@ -193,6 +220,14 @@ class CompiledLayer:
         fn(src.ctypes.data, dst.ctypes.data, f.kptr.ctypes.data, f.cidx.ctypes.data,
            f.wptr.ctypes.data, f.wts.ctypes.data, self._bias.ctypes.data, f.order.ctypes.data,
            n, threads)
+
+    def _addr(self, slot: str, a: np.ndarray) -> int:
+        """a's data address, remembered for the array last passed in this argument slot (one
+        array per slot is kept alive, so buffers of an old batch size are released)."""
+        hit = self._addrs.get(slot)
+        if hit is None or hit[0] is not a:
+            hit = self._addrs[slot] = (a, a.ctypes.data)
+        return hit[1]
 
     def _block_sparse(self) -> BlockSparse:
         """The weight packed for the pointwise GEMM (built once)."""

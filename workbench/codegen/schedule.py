@@ -11,7 +11,7 @@ from typing import Any
 
 PARALLEL_AXES = ("rows", "filters")
 LOOP_ORDERS = ("filter_cols", "cols_filter")
-KERNELS = ("pattern", "taps")
+KERNELS = ("pattern", "taps", "depthwise", "direct", "gemm", "pblock")
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,15 @@ class Schedule:
     above), "taps" = one body for every kernel, reading a table of per-tap input offsets
     (unaligned loads feeding the FMAs), input channels walked in blocks of cblock (0 = all)
     for every filter in turn, so a block's input rows stay in L1 across filters (partial
-    sums go through the output buffer between blocks).
+    sums go through the output buffer between blocks); "depthwise" (groups == C == O) = one
+    channel plane per job, tile_h x tile_w accumulators, each input row loaded once per tile;
+    "direct" (dense convs with few input channels, the 7x7 stem) = tile_o filters x tile_h x
+    tile_w accumulators sharing every input vector; "gemm" (1x1 convs) = packed GEMM, tile_o
+    filters x tile_w vectors of pixels per register tile, tile_h pixel tiles packed per job,
+    unroll_k unrolls the channel loop (render_c.render_pointwise_gemm); "pattern" on a 1x1
+    conv is the older in-place block-sparse GEMM (render_c.render_pointwise); "pblock" = the
+    pattern kernel's per-pattern bodies (tile_h, tile_w, lre) inside input-channel blocks of
+    cblock, every filter in turn per block, as the taps kernel (render_pblock).
     """
     tile_h: int = 4
     tile_w: int = 2
@@ -110,11 +118,10 @@ def taps_default_schedule(vector: int, row_floats: int) -> Schedule:
 
 def c_default_schedule(vector: int, pointwise: bool, row_vectors: int) -> Schedule:
     """An untuned C schedule sized to the register file: about 12 accumulators with 16
-    vector registers (AVX2), 24 with 32 (AVX-512, NEON)."""
-    budget = 12 if vector == 8 else 24
+    vector registers (AVX2), 24 with 32 (AVX-512, NEON). row_vectors (vectors per output row)
+    no longer matters: the 1x1 GEMM kernel tiles the whole output plane."""
     if pointwise:
-        tv = max(1, min(3, row_vectors))
-        return Schedule(tile_w=tv, tile_o=max(2, min(budget // tv, 24)))
+        return gemm_default_schedule(vector)
     return Schedule(tile_h=4, tile_w=2 if vector == 8 else 4)
 
 
@@ -177,3 +184,80 @@ class UnionSpace:
     def __iter__(self):  # noqa: D105
         for p in self.parts:
             yield from p
+
+
+def pblock_tiles(vector: int) -> tuple[tuple[int, int], ...]:
+    """(tile_h, tile_w) register tiles of the pblock kernel: at most 10 accumulators with 16
+    vector registers (AVX2: the 4 tap weights and a loaded row vector need the rest; 12
+    accumulators spill), up to 20 with 32."""
+    if vector == 8:
+        return ((4, 2), (5, 2), (3, 3), (2, 4), (6, 1))
+    return ((4, 4), (5, 3), (3, 5), (6, 2), (4, 3))
+
+
+def pblock_space(vector: int) -> UnionSpace:
+    """Candidate schedules of the pblock kernel (render_pblock): its register tiles, rows
+    shared across taps with unaligned loads or register shifts (lre 1, 2), channel blocks of
+    32 or 64, groups of 64 filters or all (tile_o, capped at O) per job, either loop order."""
+    return UnionSpace(tuple(
+        ScheduleSpace.of(Schedule(kernel="pblock", tile_h=th, tile_w=tw), lre=(1, 2),
+                         cblock=(32, 64), tile_o=(64, 512),
+                         loop_order=("filter_cols", "cols_filter"))
+        for th, tw in pblock_tiles(vector)))
+
+
+def depthwise_default_schedule(vector: int) -> Schedule:
+    """An untuned depthwise schedule: tiles of 2 rows x 2 vectors (the depthwise kernel keeps
+    only the rows in flight in registers, so tile_h mostly sets the input rows re-read)."""
+    return Schedule(tile_h=2, tile_w=2, kernel="depthwise")
+
+
+def depthwise_space(vector: int) -> ScheduleSpace:
+    """Candidate schedules of the depthwise kernel: output rows per tile (input rows re-read
+    per tile: kh - 1) and vectors per row of the tile."""
+    return ScheduleSpace.of(Schedule(kernel="depthwise"), tile_h=(1, 2, 4, 8, 16),
+                            tile_w=(1, 2, 3, 4) if vector == 8 else (1, 2, 3))
+
+
+def direct_space(vector: int) -> ScheduleSpace:
+    """Candidate schedules of the direct kernel: tile_o filters x tile_w vectors (x tile_h
+    rows) of accumulators, about 4-12 of AVX2's 16 registers (more with 32)."""
+    return ScheduleSpace.of(Schedule(kernel="direct", tile_h=1), tile_o=(3, 4, 5, 6, 8),
+                            tile_w=(1, 2) if vector == 8 else (1, 2, 3))
+
+
+def direct_default_schedule(vector: int) -> Schedule:
+    """An untuned direct-kernel schedule: 5 filters x 2 vectors (10 accumulators) with 16
+    vector registers, 8 x 2 with 32 (the fastest on ResNet-50's stem with AVX2)."""
+    return Schedule(tile_h=1, tile_w=2, tile_o=5 if vector == 8 else 8, kernel="direct")
+
+
+def gemm_tiles(vector: int) -> tuple[tuple[int, int], ...]:
+    """(tile_o, tile_w) register tiles of the 1x1 GEMM kernel that fit the register file:
+    tile_o * tile_w accumulators + tile_w input vectors + 1 broadcast weight within 16 vector
+    registers (AVX2), 32 (AVX-512, NEON)."""
+    if vector == 8:
+        return ((8, 1), (4, 2), (5, 2), (6, 2), (3, 3), (4, 3))
+    return ((12, 1), (8, 2), (12, 2), (6, 3), (8, 3), (4, 4), (5, 4), (6, 4))
+
+
+def gemm_space(vector: int) -> UnionSpace:
+    """Candidate schedules of the 1x1 GEMM kernel (kernel "gemm"): the register tiles of
+    gemm_tiles, channel loop unrolled 1 or 2 times, 4 or 16 pixel tiles packed per job
+    (tile_h; render_c.gemm_group caps it by the panels' size), threads splitting those groups
+    ("rows") or each group's filter blocks ("filters")."""
+    by_w: dict[int, list[int]] = {}
+    for to, tw in gemm_tiles(vector):
+        by_w.setdefault(tw, []).append(to)
+    return UnionSpace(tuple(
+        ScheduleSpace.of(Schedule(kernel="gemm", tile_w=tw), tile_o=tuple(tos), unroll_k=(1, 2),
+                         tile_h=(4, 16), parallel=("rows", "filters"))
+        for tw, tos in sorted(by_w.items())))
+
+
+def gemm_default_schedule(vector: int) -> Schedule:
+    """An untuned 1x1 GEMM schedule: 6 filters x 2 vectors (12 accumulators) with 16 vector
+    registers, 8 x 3 with 32; 8 pixel tiles per job (long runs per channel for the
+    prefetchers when the input and output are not in cache)."""
+    return Schedule(kernel="gemm", tile_o=6, tile_w=2, unroll_k=2, tile_h=8) if vector == 8 \
+        else Schedule(kernel="gemm", tile_o=8, tile_w=3, unroll_k=2, tile_h=8)

@@ -93,6 +93,43 @@ def unpack(fkw: FKW, kp: KernelPatterns, shape: tuple[int, int, int, int]) -> np
     return out.reshape(shape)
 
 
+def pack_blocked(fkw: FKW, cg: int, cblock: int) -> FKW:
+    """fkw regrouped for render_pblock: kernels of slot i by (input-channel block b of
+    cblock channels, pattern p), group g = b * P + p; kptr, wptr: (O, B * P + 1) int32 with
+    B = ceil(cg / cblock) (1 if cblock is 0). cidx keeps channels within the group, and a
+    spare entry; taps and order are fkw's."""
+    o, p1 = fkw.kptr.shape
+    npat = p1 - 1
+    nb = max(1, -(-cg // cblock)) if cblock else 1
+    k = fkw.num_kernels
+    if k == 0:
+        z = np.zeros((o, nb * npat + 1), np.int32)
+        return FKW(fkw.order, z, fkw.cidx, z.copy(), fkw.wts, fkw.taps)
+    # slot and pattern of every kernel (kernels are stored by slot, then pattern)
+    group = np.repeat(np.arange(o * npat), np.diff(fkw.kptr, axis=1).reshape(-1))
+    slot, pat = group // npat, group % npat
+    cidx = fkw.cidx[:k]
+    blk = cidx // cblock if cblock else np.zeros(k, np.int64)
+    key = (slot * nb + blk) * npat + pat
+    srt = np.argsort(key, kind="stable")
+    counts = np.bincount(key, minlength=o * nb * npat).reshape(o, nb * npat)
+    kptr = np.zeros((o, nb * npat + 1), np.int64)
+    kptr[:, 1:] = np.cumsum(counts, axis=1)
+    kptr += (np.cumsum(counts.sum(axis=1)) - counts.sum(axis=1))[:, None]
+    # every kernel's weights: taps[p] floats from wptr[slot, p] + its rank in the group
+    taps = fkw.taps.astype(np.int64)
+    rank = np.arange(k) - fkw.kptr[slot, pat]
+    start = fkw.wptr[slot, pat] + rank * taps[pat]
+    ntap = taps[pat][srt]
+    # weight offsets: a running sum of the tap counts of the kernels before
+    wcum = np.concatenate([[0], np.cumsum(ntap)])
+    wts = fkw.wts[np.arange(wcum[-1]) + np.repeat(start[srt] - wcum[:-1], ntap)]
+    wptr = wcum[kptr]
+    return FKW(fkw.order, kptr.astype(np.int32),
+               np.concatenate([cidx[srt], np.zeros(1, np.int32)]).astype(np.int32),
+               wptr.astype(np.int32), wts.astype(np.float32), fkw.taps)
+
+
 @dataclass(frozen=True)
 class TapPack:
     """FKW weights laid out for render_c's taps kernel (one layout, one channel blocking).
@@ -211,3 +248,15 @@ def storage_row(name: str, weight: np.ndarray, kp: KernelPatterns,
             "dense_bytes": dense, "csr_bytes": csr_nbytes(weight),
             "csr16_bytes": csr_nbytes(weight, 2), "fkw_bytes": fkw.nbytes(index_bytes=2),
             "fkw_vs_csr": csr_nbytes(weight) / max(1, fkw.nbytes(index_bytes=2))}
+
+
+def pack_direct(weight: np.ndarray, tile_o: int) -> np.ndarray:
+    """W: (O, C, kh, kw) float32 as render_c's direct kernel reads it: (ceil(O / tile_o), C,
+    kh * kw, tile_o), the tile_o filters of a block side by side for each tap, zero-padded
+    filters in the last block."""
+    w = np.asarray(weight, np.float32)
+    o, c, kh, kw = w.shape
+    nob = -(-o // tile_o)
+    out = np.zeros((nob * tile_o, c, kh * kw), np.float32)
+    out[:o] = w.reshape(o, c, kh * kw)
+    return np.ascontiguousarray(out.reshape(nob, tile_o, c, kh * kw).transpose(0, 2, 3, 1))

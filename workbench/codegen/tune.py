@@ -22,16 +22,23 @@ from typing import Any
 import numpy as np
 
 from workbench.codegen.build import cache_dir, debug, host_vector_width
-from workbench.codegen.ir import is_pointwise_layer
+from workbench.codegen.ir import is_depthwise_layer, is_direct_candidate, is_pointwise_layer
 from workbench.codegen.kernel import CompiledLayer
 from workbench.codegen.lr import LR, Layer
 from workbench.codegen.parallel import default_threads
-from workbench.codegen.schedule import Schedule, ScheduleSpace, UnionSpace, c_default_schedule, \
-    default_schedule, taps_default_schedule
+from workbench.codegen.schedule import (Schedule, ScheduleSpace, UnionSpace, c_default_schedule,
+                                       default_schedule, depthwise_default_schedule,
+                                       depthwise_space, direct_default_schedule, direct_space,
+                                       gemm_space, pblock_space, taps_default_schedule)
 
 # 2: the C space gained the taps kernel (Schedule.kernel, cblock); version-1 records (no
 # "version" field) hold bests chosen without it
-LOG_VERSION = 2
+# 3: 1x1 layers search the packed GEMM kernel (Schedule.kernel "gemm") instead of the
+# in-place block-sparse one; depthwise layers search the depthwise kernel (kernel
+# "depthwise"), dense convs with <= 4 input channels the direct kernel too (kernel "direct")
+# 4: stride-1 3x3 layers search the pblock kernel too (per-pattern bodies in channel blocks,
+# kernel "pblock", render_pblock)
+LOG_VERSION = 4
 
 
 class TuningLogError(RuntimeError):
@@ -58,22 +65,31 @@ def target_id(emitter: str) -> str:
 def conv_space(layer: Layer, emitter: str, vector: int | None = None) -> ScheduleSpace | UnionSpace:
     """The candidate schedules of a conv layer for an emitter (see Schedule for the knobs):
     for C convolutions the pattern kernel's knobs, plus the taps kernel's where it applies
-    (not on stride 2, which reads a plain buffer through lane gathers)."""
+    (not on stride 2, which reads a plain buffer through lane gathers) and the direct
+    kernel's for dense convs with few input channels, and on stride 1 the pblock kernel's;
+    depthwise layers search only the depthwise kernel."""
     if emitter == "numba":
         return ScheduleSpace.of(default_schedule("numba"), tile_h=(4, 8, 16, 32), unroll_k=(1, 2))
     vec = vector or host_vector_width()
     widths = (1, 2, 3) if vec == 8 else (1, 2, 4)
     if is_pointwise_layer(layer):
-        return ScheduleSpace.of(Schedule(), tile_o=(4, 6, 8, 12, 16), tile_w=widths)
+        # the packed GEMM kernel only: the in-place one (kernel "pattern" on a 1x1) stays for
+        # explicit schedules; timed alone with hot caches it still wins some layers at 2
+        # threads, but in the networks (cold inputs, padded output layouts) it lost overall
+        return gemm_space(vec)
+    if is_depthwise_layer(layer):
+        return depthwise_space(vec)
     pattern = ScheduleSpace.of(Schedule(), tile_h=(2, 3, 4, 6), tile_w=widths, lre=(1, 2),
                                loop_order=("filter_cols", "cols_filter"))
+    if is_direct_candidate(layer):
+        pattern = UnionSpace((pattern, direct_space(vec)))
     if tuple(layer.attrs["stride"]) == (2, 2):
         return pattern
     # taps kernel: th x tw accumulators within 16 (AVX2) / 32 registers, L1 channel blocks
     taps = ScheduleSpace.of(Schedule(kernel="taps"), tile_h=(2, 3, 4),
                             tile_w=(2, 3, 4) if vec == 8 else (2, 4, 6),
                             cblock=(8, 16, 32), loop_order=("filter_cols", "cols_filter"))
-    return UnionSpace((pattern, taps))
+    return UnionSpace((*getattr(pattern, "parts", (pattern,)), taps, *pblock_space(vec).parts))
 
 
 @dataclass
@@ -115,8 +131,9 @@ class TuningLog:
             raise TuningLogError(
                 f"tuning log {self.path} has {signature} at {threads} thread(s) measured only "
                 f"with schedule-space version(s) {old}, this code searches version "
-                f"{LOG_VERSION} (it added the taps kernel): delete the log or tune into a new "
-                f"one (retune=True appends version-{LOG_VERSION} records)")
+                f"{LOG_VERSION} (2 added the taps kernel, 3 the 1x1 GEMM, depthwise and direct "
+                f"kernels, 4 the pblock kernel): delete the log or tune into a new one "
+                f"(retune=True appends version-{LOG_VERSION} records)")
         hits = current
         if not hits:
             return None
@@ -176,6 +193,10 @@ def tune_layer(layer: Layer, in_shape: tuple[int, int, int], emitter: str = "c",
         if not is_pointwise_layer(layer) and any(s.kernel == "taps" for s in space):
             pw = int(layer.attrs["padding"][1])
             firsts.append(taps_default_schedule(vec, in_shape[2] + 2 * pw))
+        if is_depthwise_layer(layer):
+            firsts = [depthwise_default_schedule(vec)]
+        elif is_direct_candidate(layer):
+            firsts.append(direct_default_schedule(vec))
     else:
         firsts.append(default_schedule(emitter))
     picks = random.Random(seed).sample(range(len(space)),
