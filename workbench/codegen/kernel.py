@@ -200,8 +200,9 @@ class CompiledLayer:
         threads = self.schedule.threads or default_threads()
         if is_pointwise_layer(self.lr):
             b = self._block_sparse()
-            fn(src.ctypes.data, dst.ctypes.data, b.cptr.ctypes.data, b.clist.ctypes.data,
-               b.wpk.ctypes.data, self._bias.ctypes.data, b.order.ctypes.data, n, threads)
+            a = self._addr
+            fn(a("src", src), a("dst", dst), a("cptr", b.cptr), a("clist", b.clist),
+               a("wpk", b.wpk), a("bias", self._bias), a("order", b.order), n, threads)
             return
         f = self._pb if self._pb is not None else self.fkw
         dw = self._dense_w.get((h, w, src_layout, dst_layout))
@@ -211,15 +212,15 @@ class CompiledLayer:
             fn(self._addr("src", src), self._addr("dst", dst), None, None, None,
                self._addr("w", dw), self._addr("bias", self._bias), None, n, threads)
             return
+        a = self._addr
         tp = self._taps.get((h, w, src_layout, dst_layout))
         if tp is not None:
-            fn(src.ctypes.data, dst.ctypes.data, tp.kptr.ctypes.data, tp.off.ctypes.data,
-               f.wptr.ctypes.data, tp.wts.ctypes.data, self._bias.ctypes.data,
-               f.order.ctypes.data, n, threads)
+            fn(a("src", src), a("dst", dst), a("kptr", tp.kptr), a("cidx", tp.off),
+               a("wptr", f.wptr), a("wts", tp.wts), a("bias", self._bias), a("order", f.order),
+               n, threads)
             return
-        fn(src.ctypes.data, dst.ctypes.data, f.kptr.ctypes.data, f.cidx.ctypes.data,
-           f.wptr.ctypes.data, f.wts.ctypes.data, self._bias.ctypes.data, f.order.ctypes.data,
-           n, threads)
+        fn(a("src", src), a("dst", dst), a("kptr", f.kptr), a("cidx", f.cidx), a("wptr", f.wptr),
+           a("wts", f.wts), a("bias", self._bias), a("order", f.order), n, threads)
 
     def _addr(self, slot: str, a: np.ndarray) -> int:
         """a's data address, remembered for the array last passed in this argument slot (one
