@@ -18,7 +18,16 @@ through `worker.py` in a venv of their own (a path given by an environment varia
         python3.11 -m venv .cache/venv-litert && echo $PWD/.venv/lib/python3.11/site-packages
         > .cache/venv-litert/lib/python3.11/site-packages/zz_main.pth &&
         .cache/venv-litert/bin/pip install litert-torch==0.10.0
-    The TFLite interpreter itself (ai-edge-litert) runs in this process.
+    The TFLite interpreter itself (ai-edge-litert) runs in the main venv.
+
+Isolation: workbench.bench.isolation measures every peer in a fresh process of its own (the
+benchmark never loads two runtimes into one process), because a runtime's worker pool left
+spinning or polling on the same cores, or a second OpenMP runtime, takes CPU from whatever
+runs after it. A Subject therefore travels by disk: `save()` writes its architecture (`spec`,
+JSON), weights (.npz) and input (.npy), `Subject.load` rebuilds it without pickle, and the
+exported files are shared through its folder. Each runtime keeps its own best configuration
+(ONNX Runtime's spinning intra-op threads stay on, as do OpenVINO's and MNN's pools): alone in
+its process, spinning costs no other runtime anything.
 """
 from __future__ import annotations
 
@@ -72,24 +81,69 @@ def rel_error(y: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(y - ref).max() / max(np.abs(ref).max(), 1e-30))
 
 
+def build_module(spec: dict[str, Any]) -> nn.Module:
+    """An untrained module from a JSON spec: {"zoo": {"name", "num_classes", "input_size"}} (the
+    model zoo) or {"sequential": [[torch.nn class name, kwargs], ...]}."""
+    if "zoo" in spec:
+        from workbench.models import build_model
+        z = spec["zoo"]
+        return build_model(z["name"], int(z["num_classes"]), int(z["input_size"]))
+    if "sequential" in spec:
+        layers = []
+        for cls_name, kwargs in spec["sequential"]:
+            cls = getattr(nn, cls_name, None)
+            if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+                raise ValueError(f"not a torch.nn module class: {cls_name!r}")
+            layers.append(cls(**kwargs))
+        return nn.Sequential(*layers)
+    raise ValueError(f"unknown module spec (want 'zoo' or 'sequential'): {sorted(spec)}")
+
+
 @dataclass
 class Subject:
     """What peers run: model (eval), x (N, C, H, W) float32 example input, and `work`, a folder
-    for the model's exported files, each made once (`file`) and shared by the peers."""
+    for the model's exported files, each made once (`file`) and shared by the peers (also
+    across processes). `spec` (see build_module) lets `save`/`load` move it between processes."""
     model: nn.Module
     x: torch.Tensor
     work: Path
+    spec: dict[str, Any] | None = None
     _files: dict[str, Path] = field(default_factory=dict, repr=False)
     _ref: np.ndarray | None = field(default=None, repr=False)
 
     def file(self, key: str, make: Callable[[Path], None]) -> Path:
-        """work/key made by make(path) on first use, then reused; a failed make is repeated."""
+        """work/key made by make(path) on first use, then reused (by any process: a marker file
+        says it was completed); a failed make is repeated."""
         if key not in self._files:
             self.work.mkdir(parents=True, exist_ok=True)
-            path = self.work / key
-            make(path)
+            path, done = self.work / key, self.work / f".{key}.done"
+            if not done.exists():
+                make(path)
+                done.touch()
             self._files[key] = path
         return self._files[key]
+
+    def save(self) -> Path:
+        """Write spec (subject.json), weights (weights.npz) and x (x.npy) into work, once."""
+        if self.spec is None:
+            raise ValueError("a Subject without a spec cannot be saved (see build_module)")
+
+        def make(path: Path) -> None:
+            state = {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
+            np.savez(self.work / "weights.npz", **state)
+            np.save(self.work / "x.npy", self.x.numpy())
+            path.write_text(json.dumps({"spec": self.spec}))
+        return self.file("subject.json", make).parent
+
+    @classmethod
+    def load(cls, work: Path) -> "Subject":
+        """The Subject saved in folder work (JSON + npz + npy; nothing unpickled), in eval mode."""
+        spec = json.loads((work / "subject.json").read_text())["spec"]
+        model = build_module(spec)
+        with np.load(work / "weights.npz", allow_pickle=False) as w:
+            model.load_state_dict({k: torch.from_numpy(w[k]) for k in w.files})
+        x = torch.from_numpy(np.load(work / "x.npy", allow_pickle=False))
+        return cls(model.eval(), x, work, spec)
 
     def onnx(self) -> Path:
         """The model as ONNX (opset 17, TorchScript exporter, constants folded), input 'x'."""
@@ -152,6 +206,14 @@ class Peer:
     def version(self) -> str:
         """Version string of what runs."""
         raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON) that rebuild this peer in another process."""
+        return {}
+
+    def prepare(self, subject: Subject) -> None:
+        """Make, in the benchmark's own process, files that build() needs and that are cheaper
+        made there (none by default; no runtime of the peer is loaded)."""
 
     def build(self, subject: Subject, threads: int) -> Runner:
         """A runner of subject's model at `threads` threads (call inside pinned(threads))."""
@@ -401,6 +463,10 @@ class TFLite(Peer):
                                       capture_output=True, text=True).stdout.strip() or "?"
         return f"ai-edge-litert {_dist_version('ai-edge-litert')}, litert-torch {conv}"
 
+    def prepare(self, subject: Subject) -> None:
+        """The .tflite, made through one litert-torch converter process for the whole run."""
+        subject.file("model.tflite", lambda p: litert_convert(subject, p))
+
     def build(self, subject: Subject, threads: int) -> Runner:
         from ai_edge_litert.interpreter import Interpreter
         path = subject.file("model.tflite", lambda p: litert_convert(subject, p))
@@ -565,6 +631,9 @@ class Ours(Peer):
         self.trials = trials
         self.log = log
 
+    def config(self) -> dict[str, Any]:
+        return {"trials": self.trials, "log": None if self.log is None else str(self.log)}
+
     def version(self) -> str:
         from workbench.codegen.build import c_compiler
         from workbench.provenance import git_hash
@@ -583,7 +652,18 @@ class Ours(Peer):
         return Runner(lambda x: net(x), self.version())
 
 
+PEERS: tuple[type[Peer], ...] = (TorchEager, TorchCompile, OnnxRuntime, OpenVINO, MNNPeer, NCNN,
+                                 TFLite, DeepSparse, CSRBaseline, Ours)
+
+
 def all_peers(trials: int = 12, log: Path | str | None = None) -> list[Peer]:
     """Every peer, in table order, ours last."""
-    return [TorchEager(), TorchCompile(), OnnxRuntime(), OpenVINO(), MNNPeer(), NCNN(), TFLite(),
-            DeepSparse(), CSRBaseline(), Ours(trials, log)]
+    return [Ours(trials, log) if cls is Ours else cls() for cls in PEERS]
+
+
+def peer_by_name(name: str, config: dict[str, Any] | None = None) -> Peer:
+    """The peer called name, built from config (Peer.config() of the original)."""
+    for cls in PEERS:
+        if cls.name == name:
+            return cls(**(config or {}))
+    raise ValueError(f"unknown peer {name!r}; choose one of {[c.name for c in PEERS]}")

@@ -11,7 +11,13 @@ budget per measurement. Outputs in out_dir: end_to_end (every measurement), figu
 plot: ms per runtime per model, speedup of ours), layers (per layer, useful GFLOP/s against the
 measured FMA peak), targets (the issue's ratios, computed), peers.json (all of it + versions).
 
+Every runtime is measured in a fresh process of its own (workbench.bench.isolation): one per
+(model, thread count, peer) for dense and pruned weights end to end, one per (thread count,
+peer) for all the layers; this process only exports, checks outputs and writes tables. Ratios
+are still measured in one run (one invocation, one machine state), model by model.
+
     python -m workbench.bench.peers_bench [--quick] [--out results/codegen/peers] [--skip PEER ...]
+        [--models MODEL-SIZE ...] [--threads N ...]
     (or python -m workbench.bench peers ...)
 """
 from __future__ import annotations
@@ -29,14 +35,18 @@ import torch
 from torch import nn
 
 from workbench.bench.codegen_bench import fma_peak, machine_info, prune_model
-from workbench.bench.peers import Peer, PeerUnavailable, Runner, Subject, all_peers, rel_error
-from workbench.bench.pinning import pinned
+from workbench.bench.isolation import measure_isolated
+from workbench.bench.peers import Peer, Subject, all_peers, rel_error
 from workbench.provenance import REPO_ROOT, RESULTS
 
 MODELS = ("vgg16", "resnet50", "mobilenet_v2")
 TRAINED = RESULTS / "pruning" / "models"
 NOT_DENSE_PEERS = ("ours", "csr")      # not "dense fp32 peers" in the issue's targets
 ERR_LIMIT = 1e-3                       # fp32 outputs further than this from eager are flagged
+ISOLATION = ("each runtime in a fresh process of its own, started pinned to `threads` cores "
+             "(one per model, thread count and runtime end to end; one per thread count and "
+             "runtime for the layers); each runtime in its default (best) threading "
+             "configuration, spinning included")
 
 
 @dataclass(frozen=True)
@@ -63,28 +73,40 @@ class BenchConfig:
                    e2e_budget=0.2, layer_budget=0.05, min_reps=3, max_reps=10, trials=2)
 
 
-def trained_pruned(name: str, size: int) -> tuple[nn.Module, str] | None:
-    """A trained pattern+connectivity model of results/pruning/models for (name, size), if any."""
+def zoo_spec(name: str, size: int, num_classes: int) -> dict[str, Any]:
+    """The JSON spec (peers.build_module) of a zoo model."""
+    return {"zoo": {"name": name, "num_classes": num_classes, "input_size": size}}
+
+
+def trained_pruned(name: str, size: int) -> tuple[nn.Module, str, dict[str, Any]] | None:
+    """A trained pattern+connectivity model of results/pruning/models for (name, size), if any:
+    (model, where it came from, its spec)."""
     from workbench.pruning.masks import load_pruned_model
     for path in sorted(TRAINED.glob(f"{name}-admm-pattern_connectivity-*.npz")):
         if ".part" in path.name:
             continue
         model, _, info = load_pruned_model(path)
         if info["model"]["name"] == name and int(info["model"]["input_size"]) == size:
-            return model.eval(), f"trained ADMM ({path.relative_to(REPO_ROOT)})"
+            return (model.eval(), f"trained ADMM ({path.relative_to(REPO_ROOT)})",
+                    zoo_spec(name, size, int(info["model"]["num_classes"])))
     return None
 
 
-def model_pair(name: str, size: int) -> tuple[nn.Module, nn.Module, str]:
-    """(dense, pruned, how the pruned weights were made) for a zoo model at input size."""
+def model_pair(name: str, size: int) -> tuple[nn.Module, nn.Module, str, dict[str, dict]]:
+    """(dense, pruned, how the pruned weights were made, {"dense": spec, "pruned": spec}) for a
+    zoo model at input size."""
     from workbench.models import build_model
     torch.manual_seed(0)
-    dense = build_model(name, 1000 if size >= 64 else 10, size).eval()
+    classes = 1000 if size >= 64 else 10
+    dense = build_model(name, classes, size).eval()
+    spec = zoo_spec(name, size, classes)
     trained = trained_pruned(name, size)
     if trained is not None:
-        return dense, trained[0], trained[1] + "; dense: random weights"
+        return dense, trained[0], trained[1] + "; dense: random weights", \
+            {"dense": spec, "pruned": trained[2]}
     return dense, prune_model(copy.deepcopy(dense)).eval(), \
-        "random weights projected PatDNN-style (8 patterns, 30% of 3x3 kernels kept)"
+        "random weights projected PatDNN-style (8 patterns, 30% of 3x3 kernels kept)", \
+        {"dense": spec, "pruned": spec}
 
 
 def mac_counts(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
@@ -105,45 +127,39 @@ def mac_counts(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
 
 
 def _descending(threads: tuple[int, ...]) -> list[int]:
-    """Most threads first: OpenVINO sizes its thread pool once per process from the affinity
-    mask it first sees, so starting pinned to one core would keep it on one core for good."""
+    """Most threads first, the tables' order (each measurement has a process of its own, so
+    the order no longer matters to runtimes that size their pool once per process)."""
     return sorted(threads, reverse=True)
 
 
-def timed(runner: Runner, x: np.ndarray, budget: float, cfg: BenchConfig) -> Any:
-    """Median of repeats after warm-up, repeats chosen so they take about `budget` seconds."""
-    est = runner.time(x, warmup=1, repeats=1).median
-    reps = int(np.clip(budget / max(est, 1e-6), cfg.min_reps, cfg.max_reps))
-    return runner.time(x, warmup=0, repeats=reps)
+def measure_peers(peer: Peer, subjects: list[Subject], threads: int, budget: float,
+                  cfg: BenchConfig) -> list[dict[str, Any]]:
+    """One peer on each subject at `threads`, in one fresh process of its own: per subject ms
+    (median, p10, p90), error against eager (computed here), or the reason it did not run."""
+    head: dict[str, Any] = {"peer": peer.name, "runtime": peer.label}
+    reason = "left out by --skip" if peer.name in cfg.skip else peer.missing()
+    if reason:
+        return [{**head, "note": f"skipped: {reason}"} for _ in subjects]
+    rows = []
+    for subject, (res, y) in zip(subjects, measure_isolated(peer, subjects, threads, budget,
+                                                            cfg.min_reps, cfg.max_reps)):
+        row = {**head}
+        if "build_s" in res:
+            row["build_s"] = res["build_s"]
+        if y is not None and "ms" in res:
+            row["rel_err"] = rel_error(y, subject.reference())
+            row.update({k: res[k] for k in ("ms", "p10_ms", "p90_ms", "reps", "version")})
+            row["note"] = "" if row["rel_err"] <= ERR_LIMIT else "OUTPUT MISMATCH vs eager"
+        else:
+            row["note"] = res.get("note") or "failed: the peer's process returned no timing"
+        rows.append(row)
+    return rows
 
 
 def measure_peer(peer: Peer, subject: Subject, threads: int, budget: float,
                  cfg: BenchConfig) -> dict[str, Any]:
-    """One peer on one subject at `threads`: ms (median, p10, p90), error against eager, or
-    the reason it did not run."""
-    row: dict[str, Any] = {"peer": peer.name, "runtime": peer.label}
-    reason = "left out by --skip" if peer.name in cfg.skip else peer.missing()
-    if reason:
-        return {**row, "note": f"skipped: {reason}"}
-    x = subject.x.numpy()
-    t0 = time.perf_counter()
-    runner = None
-    try:
-        runner = peer.build(subject, threads)
-        row["build_s"] = time.perf_counter() - t0
-        row["rel_err"] = rel_error(runner(x), subject.reference())
-        t = timed(runner, x, budget, cfg)
-        row.update(ms=t.median * 1e3, p10_ms=t.p10 * 1e3, p90_ms=t.p90 * 1e3, reps=t.repeats,
-                   version=runner.version,
-                   note="" if row["rel_err"] <= ERR_LIMIT else "OUTPUT MISMATCH vs eager")
-    except PeerUnavailable as e:
-        row["note"] = f"skipped: {e}"
-    except Exception as e:  # a peer that fails on a model is reported, never dropped
-        row["note"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
-    finally:
-        if runner is not None:
-            runner.close()
-    return row
+    """One peer on one subject at `threads` in a process of its own (see measure_peers)."""
+    return measure_peers(peer, [subject], threads, budget, cfg)[0]
 
 
 def end_to_end(cfg: BenchConfig, peers: list[Peer], work: Path,
@@ -152,26 +168,37 @@ def end_to_end(cfg: BenchConfig, peers: list[Peer], work: Path,
     rows: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
     for name, size in cfg.models:
-        dense, pruned, note = model_pair(name, size)
+        dense, pruned, note, specs = model_pair(name, size)
         label = f"{name}-{size}"
         notes[label] = note
         torch.manual_seed(1)
         x = torch.randn(1, 3, size, size)
-        subjects = {w: Subject(m, x, work / label / w) for w, m in (("dense", dense),
-                                                                     ("pruned", pruned))}
+        subjects = {w: Subject(m, x, work / label / w, specs[w])
+                    for w, m in (("dense", dense), ("pruned", pruned))}
         macs = {w: mac_counts(m, x) for w, m in (("dense", dense), ("pruned", pruned))}
         for threads in _descending(cfg.threads):
-            with pinned(threads):
-                for weights, subject in subjects.items():
-                    for peer in peers:
-                        row = measure_peer(peer, subject, threads, cfg.e2e_budget, cfg)
-                        rows.append({"model": label, "threads": threads, "weights": weights,
-                                     **row, "kept_macs": macs[weights][1] / macs[weights][0]})
-                        log(f"{label} {threads}t {weights:6s} {peer.name:14s} "
-                            f"{row.get('ms', float('nan')):9.3f} ms {row.get('note', '')}")
+            got = {}
+            for peer in peers:
+                # dense and pruned in one process of the peer's own, no other runtime in it
+                for weights, row in zip(subjects, measure_peers(peer, list(subjects.values()),
+                                                                threads, cfg.e2e_budget, cfg)):
+                    got[weights, peer.name] = row
+                    log(f"{label} {threads}t {weights:6s} {peer.name:14s} "
+                        f"{row.get('ms', float('nan')):9.3f} ms {row.get('note', '')}")
+            rows += [{"model": label, "threads": threads, "weights": w, **got[w, p.name],
+                      "kept_macs": macs[w][1] / macs[w][0]} for w in subjects for p in peers]
         for s in subjects.values():
             s.cleanup()
     return rows, notes
+
+
+def conv_relu_spec(conv: nn.Conv2d) -> dict[str, Any]:
+    """The JSON spec (peers.build_module) of nn.Sequential(conv like this one, nn.ReLU())."""
+    kw = {"in_channels": conv.in_channels, "out_channels": conv.out_channels,
+          "kernel_size": list(conv.kernel_size), "stride": list(conv.stride),
+          "padding": list(conv.padding), "dilation": list(conv.dilation), "groups": conv.groups,
+          "bias": conv.bias is not None}
+    return {"sequential": [["Conv2d", kw], ["ReLU", {}]]}
 
 
 def conv_layers(model: nn.Module, x: torch.Tensor, limit: int = 0
@@ -195,7 +222,9 @@ def per_layer(cfg: BenchConfig, peers: list[Peer], work: Path,
               log: Any = print) -> list[dict[str, Any]]:
     """Each 3x3 conv (+ ReLU) of the layer model as its own model, dense and pruned weights."""
     name, size = cfg.layer_model
-    dense, pruned, _ = model_pair(name, size)
+    if (name, size) not in cfg.models:
+        return []                      # a run filtered to other models (--models)
+    dense, pruned, _, _ = model_pair(name, size)
     x = torch.randn(1, 3, size, size)
     pruned_convs = dict(pruned.named_modules())
     layers = conv_layers(dense, x, cfg.layer_limit)
@@ -207,23 +236,27 @@ def per_layer(cfg: BenchConfig, peers: list[Peer], work: Path,
         xi = torch.randn(*in_shape)
         for weights, c in (("dense", conv), ("pruned", pruned_convs[lname])):
             subjects[lname, weights] = Subject(nn.Sequential(copy.deepcopy(c), nn.ReLU()).eval(),
-                                               xi, work / "layers" / f"{lname}-{weights}")
+                                               xi, work / "layers" / f"{lname}-{weights}",
+                                               conv_relu_spec(c))
     rows: list[dict[str, Any]] = []
     for threads in _descending(cfg.threads):
-        with pinned(threads):
-            for lname, conv, in_shape in layers:
-                kept = float((pruned_convs[lname].weight != 0).float().mean())
-                for weights in ("dense", "pruned"):
-                    subject = subjects[lname, weights]
-                    out = subject.reference().shape
-                    dense_flops = 2 * conv.weight.numel() * out[2] * out[3]
-                    for peer in chosen:
-                        row = measure_peer(peer, subject, threads, cfg.layer_budget, cfg)
-                        rows.append({"layer": lname, "threads": threads, "weights": weights,
-                                     "in": "x".join(map(str, in_shape[1:])), "out_ch": out[1],
-                                     "kept": kept, "dense_gflop": dense_flops / 1e9, **row})
-                        log(f"{lname} {threads}t {weights:6s} {peer.name:14s} "
-                            f"{row.get('ms', float('nan')):8.3f} ms {row.get('note', '')}")
+        got: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for peer in chosen:
+            # every layer, dense and pruned, in one process of the peer's own
+            for key, row in zip(subjects, measure_peers(peer, list(subjects.values()), threads,
+                                                        cfg.layer_budget, cfg)):
+                got[(*key, peer.name)] = row
+                log(f"{key[0]} {threads}t {key[1]:6s} {peer.name:14s} "
+                    f"{row.get('ms', float('nan')):8.3f} ms {row.get('note', '')}")
+        for lname, conv, in_shape in layers:
+            kept = float((pruned_convs[lname].weight != 0).float().mean())
+            for weights in ("dense", "pruned"):
+                out = subjects[lname, weights].reference().shape
+                dense_flops = 2 * conv.weight.numel() * out[2] * out[3]
+                rows += [{"layer": lname, "threads": threads, "weights": weights,
+                          "in": "x".join(map(str, in_shape[1:])), "out_ch": out[1],
+                          "kept": kept, "dense_gflop": dense_flops / 1e9,
+                          **got[lname, weights, peer.name]} for peer in chosen]
     for s in subjects.values():
         s.cleanup()
     return rows
@@ -362,16 +395,34 @@ def plot_figure5(fig_rows: list[dict[str, Any]], peers: list[Peer]) -> Any:
     return fig
 
 
+def parse_models(labels: list[str] | tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    """("resnet50-224", ...) -> (("resnet50", 224), ...); ValueError naming a bad label."""
+    out = []
+    for label in labels:
+        name, _, size = label.rpartition("-")
+        if name not in MODELS or not size.isdigit():
+            raise ValueError(f"model {label!r}: want MODEL-SIZE with MODEL one of {MODELS}, "
+                             "e.g. resnet50-224")
+        out.append((name, int(size)))
+    return tuple(out)
+
+
 def run(quick: bool = False, out_dir: Path | str | None = None, tuning_log: str | None = None,
         cfg: BenchConfig | None = None, progress: bool = True,
-        skip: tuple[str, ...] = ()) -> dict[str, list]:
-    """The whole benchmark; writes every table, the figure and peers.json into out_dir."""
+        skip: tuple[str, ...] = (), models: tuple[tuple[str, int], ...] = (),
+        threads: tuple[int, ...] = ()) -> dict[str, list]:
+    """The whole benchmark (or only `models` at `threads`); writes every table, the figure and
+    peers.json into out_dir."""
     import pandas as pd
 
     from workbench.provenance import provenance, write_figure, write_json, write_table
     cfg = cfg or (BenchConfig.quick_config() if quick else BenchConfig())
     if skip:
         cfg = replace(cfg, skip=tuple(skip))
+    if models:
+        cfg = replace(cfg, models=tuple(models))
+    if threads:
+        cfg = replace(cfg, threads=tuple(threads))
     out = Path(out_dir or (RESULTS / "codegen" / "peers" / ("quick" if cfg.quick else "")))
     log_path = tuning_log or str(out / "tuning.jsonl" if cfg.quick
                                  else RESULTS / "codegen" / "tuning.jsonl")
@@ -393,9 +444,13 @@ def run(quick: bool = False, out_dir: Path | str | None = None, tuning_log: str 
     config = {"bench": asdict(cfg), "fma_peak_gflops_per_core": peak, "machine": machine_info(),
               "versions": versions, "pruned_weights": notes, "skipped": skipped,
               "tuning_log": str(log_path), "seconds": time.perf_counter() - t0,
-              "timing": "median after warm-up, process pinned to `threads` cores; batch 1 fp32"}
+              "timing": "median after warm-up, process pinned to `threads` cores; batch 1 fp32; "
+                        + ISOLATION, "isolation": "process per runtime"}
     cmd = (f"python -m workbench.bench.peers_bench {'--quick ' if cfg.quick else ''}"
-           + (f"--skip {' '.join(cfg.skip)} " if cfg.skip else "") + f"--out {out}")
+           + (f"--skip {' '.join(cfg.skip)} " if cfg.skip else "")
+           + (f"--models {' '.join(f'{m}-{s}' for m, s in models)} " if models else "")
+           + (f"--threads {' '.join(map(str, threads))} " if threads else "")
+           + (f"--tuning-log {tuning_log} " if tuning_log else "") + f"--out {out}")
     prov = provenance(cmd.replace(str(REPO_ROOT) + "/", ""), config)
     e2e_df = pd.DataFrame(e2e)
     e2e_df["pruned_weights"] = e2e_df["model"].map(notes)
@@ -427,11 +482,23 @@ def main(argv: list[str] | None = None) -> int:
                         "quick: OUT/tuning.jsonl)")
     p.add_argument("--skip", nargs="*", default=[], metavar="PEER",
                    help="peers to leave out (" + ", ".join(x.name for x in all_peers()) + ")")
+    p.add_argument("--models", nargs="*", default=[], metavar="MODEL-SIZE",
+                   help="only these models end to end, e.g. resnet50-224 (the per-layer tables "
+                        "run only if vgg16-224 is among them); default all")
+    p.add_argument("--threads", nargs="*", type=int, default=[], metavar="N",
+                   help="only these thread counts (default 1 2)")
     args = p.parse_args(argv)
     unknown = set(args.skip) - {x.name for x in all_peers()}
     if unknown:
         p.error(f"unknown peers: {sorted(unknown)}")
-    run(args.quick, args.out, args.tuning_log, skip=tuple(args.skip))
+    try:
+        models = parse_models(args.models)
+    except ValueError as e:
+        p.error(str(e))
+    if any(t < 1 for t in args.threads):
+        p.error("--threads: counts must be >= 1")
+    run(args.quick, args.out, args.tuning_log, skip=tuple(args.skip), models=models,
+        threads=tuple(args.threads))
     return 0
 
 
