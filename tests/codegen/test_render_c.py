@@ -110,7 +110,7 @@ def test_random_layers_match_conv2d(n: int, c: int, o: int, h: int, w: int, k: i
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(1, 2), c=st.integers(1, 12), o=st.integers(1, 9), h=st.integers(1, 13),
-       w=st.integers(1, 27), stride=st.sampled_from([1, 3]), padding=st.integers(0, 2),
+       w=st.integers(1, 27), stride=st.sampled_from([1, 2, 3]), padding=st.integers(0, 2),
        depthwise=st.booleans(), keep=st.floats(0.1, 1.0), th=st.integers(1, 5),
        tw=st.integers(1, 4), cblock=st.integers(0, 5), per_col=st.booleans(),
        parallel=st.sampled_from(["rows", "filters"]), prefetch=st.integers(0, 1),
@@ -147,9 +147,15 @@ def test_taps_kernel_is_rendered_only_where_it_applies() -> None:
     layer = conv_layer(pattern_pruned(rng, 8, 8), padding=1)
     taps = Schedule(kernel="taps", cblock=4)
     assert "taps kernel, 2 channel block(s)" in render_c(conv_ir(layer, (8, 12, 12), 8), taps)
+    # stride 2 on 8 channels reads stride phases: each tap is a run of columns again
     strided = conv_layer(pattern_pruned(rng, 8, 8), padding=1, stride=2)
-    # stride 2 reads a plain buffer through lane gathers: the pattern kernel renders it
-    assert "taps kernel" not in render_c(conv_ir(strided, (8, 12, 12), 8), taps)
+    assert conv_ir(strided, (8, 12, 12), 8).src.phases == 4
+    assert "taps kernel" in render_c(conv_ir(strided, (8, 12, 12), 8), taps)
+    # a 3-channel stride-2 conv (a stem the direct kernel may take) reads the plain buffer
+    # through lane gathers: the pattern kernel renders it
+    stem = conv_layer(pattern_pruned(rng, 8, 3), padding=1, stride=2)
+    assert conv_ir(stem, (3, 12, 12), 8).src.phases == 1
+    assert "taps kernel" not in render_c(conv_ir(stem, (3, 12, 12), 8), taps)
 
 
 # --- depthwise and direct kernels -----------------------------------------------------------

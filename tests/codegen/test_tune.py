@@ -29,8 +29,13 @@ def test_space_sizes() -> None:
     assert {s.kernel for s in space} == {"pattern", "taps", "pblock"} and \
         len(list(space)) == len(space)
     assert space[-1] == list(space)[-1]
-    strided = conv_layer(pattern_pruned(np.random.default_rng(0), 8, 8), padding=1, stride=2)
-    assert {s.kernel for s in conv_space(strided, "c", vector=8)} == {"pattern"}
+    # stride 2 on 8 channels reads stride phases: every kernel applies; a 3-channel stride-2
+    # conv reads the plain buffer (lane gathers): the pattern and direct kernels only
+    rng = np.random.default_rng(0)
+    strided = conv_layer(pattern_pruned(rng, 8, 8), padding=1, stride=2)
+    assert {s.kernel for s in conv_space(strided, "c", vector=8)} == {"pattern", "taps", "pblock"}
+    stem = conv_layer(pattern_pruned(rng, 8, 3), padding=1, stride=2)
+    assert {s.kernel for s in conv_space(stem, "c", vector=8)} == {"pattern", "direct"}
     # 1x1: the GEMM kernel's register tiles x unroll (1, 2) x tiles per job (4, 16) x parallel
     assert len(conv_space(_layer(k=1), "c", vector=16)) == 8 * 2 * 2 * 2
     assert len(conv_space(_layer(k=1), "c", vector=8)) == 6 * 2 * 2 * 2

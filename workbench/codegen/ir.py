@@ -180,6 +180,15 @@ def is_direct_candidate(layer: Layer) -> bool:
         tuple(a["kernel"]) != (1, 1)
 
 
+def reads_plain_stride2(layer: Layer) -> bool:
+    """True for the stride-2 convs whose kernels read the plain buffer through one in-lane
+    shuffle per vector (depthwise, and the few-channel convs the direct kernel runs). The
+    pattern, taps and pblock kernels read stride 2 through phases instead: on the plain
+    buffer each tap vector costs two loads and a lane-crossing gather (ResNet-50's stride-2
+    3x3 layers ran at 5-6 useful GFLOP/s that way), far more than one relayout copy."""
+    return is_depthwise_layer(layer) or is_direct_candidate(layer)
+
+
 def pointwise_src_layout(layer: Layer, h: int, w: int) -> Layout:
     """Input layout of a 1x1 conv: plain NCHW (stride 2 gathers the even pixels of each row
     it reads), or for other strides split into phases (plane 0 = the pixels it reads)."""
@@ -192,15 +201,15 @@ def pointwise_src_layout(layer: Layer, h: int, w: int) -> Layout:
 def conv_src_layout(layer: Layer, h: int, w: int, vector: int, extra_cols: int = 0) -> Layout:
     """The input layout a conv kernel reads: a zero border of the layer's padding, rows a
     multiple of 16 floats long and long enough for whole-vector loads past the last output
-    column, spare rows below for the last row tile. Stride 2 reads it as is (two loads and a
-    lane shuffle per vector); other strides get it split into stride phases."""
+    column, spare rows below for the last row tile. Stride 2 reads it as is where the kernel
+    gathers in-lane (reads_plain_stride2); other strides get it split into stride phases."""
     a = layer.attrs
     (sh, sw), (ph, pw) = a["stride"], a["padding"]
     (kh, kw), (dh, dw) = a["kernel"], a["dilation"]
     c = int(a["in_channels"])
     wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    if (sh, sw) in ((1, 1), (2, 2)):
+    if (sh, sw) == (1, 1) or ((sh, sw) == (2, 2) and reads_plain_stride2(layer)):
         # Rows only as long as the padded image (rounded to whole vectors): a load running
         # past a row's end reads the next row, which only feeds lanes past the last output
         # column, and those are never stored. Tight rows keep more of the layer in cache.

@@ -22,6 +22,7 @@ from workbench.codegen.kernel import CompiledLayer
 from workbench.codegen.lr import LR, Layer, LRError
 from workbench.codegen.parallel import default_threads, run_jobs
 from workbench.codegen.render_c import render_linear
+from workbench.codegen.render_elementwise import render_add, render_maxpool
 from workbench.codegen.render_numba import render_numba
 from workbench.codegen.schedule import Schedule
 
@@ -89,6 +90,8 @@ class CPlan:
             if r.op != "conv2d" or is_pointwise_layer(r):
                 continue
             pref = _preferred(r, shape, self.vector)
+            if pref.phases != 1:
+                continue  # producers write one phase; a phased reader makes its own copy
             best = pref if best is None else (_merge(best, pref) or best)
         return best or Layout(*shape)
 
@@ -147,6 +150,16 @@ class CPlan:
                 fn(x.ctypes.data, y.ctypes.data, wt.ctypes.data, b.ctypes.data, n,
                    sched.threads or default_threads())
             return CStep(layer, linear, "generated", cin * cout)
+        if op == "maxpool2d" and self._one_phase(layer.inputs[0], layer.name):
+            src_v = layer.inputs[0]
+            fn = build_c(render_maxpool(layer, self.layouts[src_v],
+                                        self.layouts[layer.name])).wb_maxpool
+            fn.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int, ctypes.c_int]
+            addr = _Addresses()
+
+            def maxpool(bufs: dict[str, np.ndarray], n: int) -> None:
+                fn(addr(0, bufs[src_v]), addr(1, bufs[layer.name]), n, default_threads())
+            return CStep(layer, maxpool, "generated", 0)
         if op in ("maxpool2d", "avgpool2d"):
             fn = build_numba(render_numba(layer, sched))
 
@@ -155,6 +168,16 @@ class CPlan:
                 y = self._view(bufs, layer.name, n)
                 run_jobs(fn, (x, y), default_threads(), x.size)
             return CStep(layer, pool, "generated", 0)
+        if op == "add" and self._one_phase(*layer.inputs, layer.name):
+            lays = [self.layouts[v] for v in (*layer.inputs, layer.name)]
+            fn = build_c(render_add(*lays, a["act"])).wb_add
+            fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int, ctypes.c_int]
+            names = (*layer.inputs, layer.name)
+            addr = _Addresses()
+
+            def add_c(bufs: dict[str, np.ndarray], n: int) -> None:
+                fn(*(addr(i, bufs[v]) for i, v in enumerate(names)), n, default_threads())
+            return CStep(layer, add_c, "generated", 0)
         if op == "add":
             def add(bufs: dict[str, np.ndarray], n: int) -> None:
                 y = self._view(bufs, layer.name, n)
@@ -179,6 +202,11 @@ class CPlan:
                 _act_inplace(y, a["act"])
             return CStep(layer, act, "library", 0)
         raise LRError(f"layer {layer.name!r}: op {op!r} has no C runtime step")
+
+    def _one_phase(self, *values: str) -> bool:
+        """True if every value is a (C, H, W) map held in one phase (the elementwise C
+        kernels' layouts)."""
+        return all(len(self.shapes[v]) == 3 and self.layouts[v].phases == 1 for v in values)
 
     # --- buffers -----------------------------------------------------------------------------
     def _assign_slots(self) -> dict[str, int]:
@@ -235,6 +263,20 @@ class CPlan:
             step.run(bufs, n)
             times[step.layer.name] = time.perf_counter() - t0
         return [np.array(self._view(bufs, o, n)) for o in self.lr.outputs]
+
+
+class _Addresses:
+    """Data addresses of the arrays last passed in each argument slot (each .ctypes.data
+    costs ~1.5 us, a good part of a small elementwise step)."""
+
+    def __init__(self) -> None:
+        self._hits: dict[int, tuple[np.ndarray, int]] = {}
+
+    def __call__(self, slot: int, a: np.ndarray) -> int:
+        hit = self._hits.get(slot)
+        if hit is None or hit[0] is not a:
+            hit = self._hits[slot] = (a, a.ctypes.data)
+        return hit[1]
 
 
 def _act_inplace(y: np.ndarray, act: str) -> None:

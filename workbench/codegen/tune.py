@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from workbench.codegen.build import cache_dir, debug, host_vector_width
-from workbench.codegen.ir import is_depthwise_layer, is_direct_candidate, is_pointwise_layer
+from workbench.codegen.ir import is_depthwise_layer, is_direct_candidate, is_pointwise_layer, \
+    reads_plain_stride2
 from workbench.codegen.kernel import CompiledLayer
 from workbench.codegen.lr import LR, Layer
 from workbench.codegen.parallel import default_threads
@@ -38,7 +39,9 @@ from workbench.codegen.schedule import (Schedule, ScheduleSpace, UnionSpace, c_d
 # "depthwise"), dense convs with <= 4 input channels the direct kernel too (kernel "direct")
 # 4: stride-1 3x3 layers search the pblock kernel too (per-pattern bodies in channel blocks,
 # kernel "pblock", render_pblock)
-LOG_VERSION = 4
+# 5: stride-2 convs other than depthwise and direct candidates read stride phases instead of
+# the plain buffer (ir.reads_plain_stride2), and search the taps and pblock kernels too
+LOG_VERSION = 5
 
 
 class TuningLogError(RuntimeError):
@@ -65,7 +68,7 @@ def target_id(emitter: str) -> str:
 def conv_space(layer: Layer, emitter: str, vector: int | None = None) -> ScheduleSpace | UnionSpace:
     """The candidate schedules of a conv layer for an emitter (see Schedule for the knobs):
     for C convolutions the pattern kernel's knobs, plus the taps kernel's where it applies
-    (not on stride 2, which reads a plain buffer through lane gathers) and the direct
+    (not on a plain stride-2 buffer, which needs lane gathers) and the direct
     kernel's for dense convs with few input channels, and on stride 1 the pblock kernel's;
     depthwise layers search only the depthwise kernel."""
     if emitter == "numba":
@@ -83,7 +86,7 @@ def conv_space(layer: Layer, emitter: str, vector: int | None = None) -> Schedul
                                loop_order=("filter_cols", "cols_filter"))
     if is_direct_candidate(layer):
         pattern = UnionSpace((pattern, direct_space(vec)))
-    if tuple(layer.attrs["stride"]) == (2, 2):
+    if tuple(layer.attrs["stride"]) == (2, 2) and reads_plain_stride2(layer):
         return pattern
     # taps kernel: th x tw accumulators within 16 (AVX2) / 32 registers, L1 channel blocks
     taps = ScheduleSpace.of(Schedule(kernel="taps"), tile_h=(2, 3, 4),
@@ -132,7 +135,7 @@ class TuningLog:
                 f"tuning log {self.path} has {signature} at {threads} thread(s) measured only "
                 f"with schedule-space version(s) {old}, this code searches version "
                 f"{LOG_VERSION} (2 added the taps kernel, 3 the 1x1 GEMM, depthwise and direct "
-                f"kernels, 4 the pblock kernel): delete the log or tune into a new one "
+                f"kernels, 4 the pblock kernel, 5 phase-split stride-2 inputs): delete the log or tune into a new one "
                 f"(retune=True appends version-{LOG_VERSION} records)")
         hits = current
         if not hits:

@@ -1,0 +1,75 @@
+"""C max pooling and residual add: against PyTorch / NumPy in padded and plain layouts."""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from workbench.codegen.build import build_c
+from workbench.codegen.ir import Layout
+from workbench.codegen.lr import Layer, LRError
+from workbench.codegen.render_elementwise import render_add, render_maxpool
+
+pytestmark = pytest.mark.needs_cc
+
+
+def _pool_layer(k: int, s: int, p: int) -> Layer:
+    return Layer("pool", "maxpool2d", ["x"], {"kernel": [k, k], "stride": [s, s],
+                                              "padding": [p, p], "dilation": [1, 1]}, {})
+
+
+@pytest.mark.parametrize("k,s,p,ceil", [(3, 2, 1, False), (2, 2, 0, False), (3, 1, 1, False),
+                                        (3, 2, 0, True), (2, 2, 0, True)])
+@pytest.mark.parametrize("padded", [False, True])
+def test_maxpool_matches_torch(k: int, s: int, p: int, ceil: bool, padded: bool) -> None:
+    rng = np.random.default_rng(k * 100 + s * 10 + p)
+    n, c, h, w = 2, 5, 13, 11
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    ref = F.max_pool2d(torch.from_numpy(x), k, s, p, ceil_mode=ceil).numpy()
+    ho, wo = ref.shape[2:]
+    src = Layout(c, h, w, 1, 2, rows=h + 3, row=32) if padded else Layout(c, h, w)
+    dst = Layout(c, ho, wo, 2, 1, rows=ho + 4, row=16) if padded else Layout(c, ho, wo)
+    fn = build_c(render_maxpool(_pool_layer(k, s, p), src, dst)).wb_maxpool
+    fn.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int, ctypes.c_int]
+    xb, yb = src.alloc(n), dst.alloc(n)
+    src.write(xb, x)
+    fn(xb.ctypes.data, yb.ctypes.data, n, 2)
+    np.testing.assert_array_equal(dst.read(yb, n), ref)
+    # the zero border of the output layout is left alone (readers rely on it)
+    full = yb.reshape(n, c, dst.plane_rows, dst.row_stride).copy()
+    full[:, :, dst.top:dst.top + ho, dst.left:dst.left + wo] = 0
+    assert not full.any()
+
+
+@pytest.mark.parametrize("act", ["none", "relu", "relu6"])
+@pytest.mark.parametrize("layouts", ["dense", "mixed"])
+def test_add_matches_numpy(act: str, layouts: str) -> None:
+    rng = np.random.default_rng(len(act))
+    n, c, h, w = 2, 3, 7, 9
+    a, b = (3 * rng.standard_normal((n, c, h, w)).astype(np.float32) for _ in range(2))
+    ref = a + b
+    ref = {"none": ref, "relu": np.maximum(ref, 0), "relu6": np.clip(ref, 0, 6)}[act]
+    if layouts == "dense":
+        la = lb = ly = Layout(c, h, w)
+    else:
+        la, lb, ly = Layout(c, h, w, 1, 1, row=16), Layout(c, h, w), Layout(c, h, w, 2, 3, row=32)
+    fn = build_c(render_add(la, lb, ly, act)).wb_add
+    fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int, ctypes.c_int]
+    ab, bb, yb = la.alloc(n), lb.alloc(n), ly.alloc(n)
+    la.write(ab, a)
+    lb.write(bb, b)
+    fn(ab.ctypes.data, bb.ctypes.data, yb.ctypes.data, n, 2)
+    np.testing.assert_allclose(ly.read(yb, n), ref, rtol=0, atol=1e-6)
+    assert np.count_nonzero(yb) <= np.count_nonzero(ref)  # nothing written outside the image
+
+
+def test_bad_input_is_refused_with_the_reason() -> None:
+    with pytest.raises(LRError, match="shapes differ"):
+        render_add(Layout(3, 4, 4), Layout(3, 4, 5), Layout(3, 4, 4), "relu")
+    with pytest.raises(LRError, match="phases"):
+        render_add(Layout(3, 4, 4, 1, 1, 2, 2), Layout(3, 4, 4), Layout(3, 4, 4), "relu")
+    with pytest.raises(LRError, match="no C form"):
+        render_add(Layout(3, 4, 4), Layout(3, 4, 4), Layout(3, 4, 4), "gelu")
