@@ -144,3 +144,53 @@ def test_c_emitter_mobilenet_on_the_depthwise_kernel(tile_h: int, tile_w: int,
                if s.layer.name in dw)
     x = torch.randn(2, 3, 64, 64)
     assert rel_err(np.asarray(net(x)), model(x).detach().numpy()) < 1e-4
+
+
+class _Residual(nn.Module):
+    """A bottleneck: stem -> 1x1 -> 3x3 -> 1x1 (no activation) + stem -> relu; with `side`, a
+    3x3 conv of the stem added on top (the stem is then read by a 3x3 conv: a bordered
+    layout, not the output's plain one)."""
+
+    def __init__(self, side: bool) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.reduce = nn.Conv2d(8, 4, 1)
+        self.mid = nn.Conv2d(4, 4, 3, padding=1)
+        self.proj = nn.Conv2d(4, 8, 1)
+        self.side = nn.Conv2d(8, 8, 3, padding=1) if side else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.relu(self.stem(x))
+        y = torch.relu(self.proj(torch.relu(self.mid(torch.relu(self.reduce(s))))) + s)
+        return y + self.side(s) if self.side is not None else y
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize("side", [False, True])
+def test_c_plan_fuses_residual_adds_into_the_gemm(side: bool) -> None:
+    model = _Residual(side).eval()
+    net = compile(model, input_shape=(3, 9, 11), emitter="c")
+    fused = [s for s in net.plan.steps if s.layer.attrs.get("fused")]
+    assert len(fused) == 1 and fused[0].layer.op == "conv2d"
+    assert fused[0].layer.attrs["act"] == "relu" and len(fused[0].layer.inputs) == 2
+    # the stem read by 3x3 convs has a bordered layout: the residual is copied into the
+    # output's layout first
+    assert bool(fused[0].copies) == side
+    assert "residual add fused" in fused[0].compiled.source
+    x = torch.randn(2, 3, 9, 11)
+    assert rel_err(np.asarray(net(x)), model(x).detach().numpy()) < 1e-5
+    # the add left in the plan (side) is not fused: a 3x3 conv's output is one operand
+    assert sum(s.layer.op == "add" for s in net.plan.steps) == int(side)
+
+
+@pytest.mark.needs_cc
+def test_c_plan_keeps_the_add_where_the_1x1_is_not_on_the_gemm() -> None:
+    from workbench.codegen import Schedule
+    model = _Residual(False).eval()
+    lr = from_torch(model, (3, 9, 11))
+    proj = next(l.name for l in lr.layers if l.op == "conv2d" and
+                l.attrs.get("source", l.name).endswith("proj"))
+    net = compile(lr, emitter="c", schedules={proj: Schedule(kernel="pattern")})
+    assert not any(s.layer.attrs.get("fused") for s in net.plan.steps)
+    x = torch.randn(1, 3, 9, 11)
+    assert rel_err(np.asarray(net(x)), model(x).detach().numpy()) < 1e-5

@@ -120,7 +120,8 @@ class ConvIR:
     """A conv2d layer with fixed geometry: what render_c needs besides the schedule.
 
     taps[p]: pattern p's (dy, dx) offsets; src / dst: input and output buffer layouts;
-    ho, wo: output size; vector: floats per SIMD vector of the target.
+    ho, wo: output size; vector: floats per SIMD vector of the target; res: the layout of a
+    residual added before the activation (a fused add; 1x1 GEMM kernels only), or None.
     """
     layer: Layer
     c: int
@@ -139,6 +140,7 @@ class ConvIR:
     src: Layout
     dst: Layout
     vector: int
+    res: Layout | None = None
 
     @property
     def cg(self) -> int:
@@ -223,8 +225,10 @@ def conv_src_layout(layer: Layer, h: int, w: int, vector: int, extra_cols: int =
 
 
 def conv_ir(layer: Layer, in_shape: tuple[int, int, int], vector: int,
-            src: Layout | None = None, dst: Layout | None = None) -> ConvIR:
-    """ConvIR of a conv2d layer on (C, H, W) inputs for a target with `vector`-float SIMD."""
+            src: Layout | None = None, dst: Layout | None = None,
+            res: Layout | None = None) -> ConvIR:
+    """ConvIR of a conv2d layer on (C, H, W) inputs for a target with `vector`-float SIMD;
+    res: the layout of a residual to add before the activation (must be dst's)."""
     if layer.op != "conv2d":
         raise LRError(f"conv_ir: layer {layer.name!r} is {layer.op}")
     a = layer.attrs
@@ -268,5 +272,8 @@ def conv_ir(layer: Layer, in_shape: tuple[int, int, int], vector: int,
     if dst.phases != 1 or (dst.c, dst.h, dst.w) != (o, ho, wo):
         raise LRError(f"layer {layer.name!r}: output layout {dst} does not hold ({o}, {ho}, "
                       f"{wo}) in one phase")
+    if res is not None and (res != dst or not is_pointwise_layer(layer)):
+        raise LRError(f"layer {layer.name!r}: a residual add is fused only into a 1x1 conv "
+                      f"and read in the output's layout ({dst}), got {res}")
     return ConvIR(layer, c, h, w, o, ho, wo, (kh, kw), (sh, sw), (ph, pw), (dh, dw),
-                  int(a["groups"]), a["act"], taps, src, dst, vector)
+                  int(a["groups"]), a["act"], taps, src, dst, vector, res)

@@ -114,12 +114,13 @@ class CompiledLayer:
                   f"{a['in_channels']}, schedule {self.schedule.to_dict()}\n{self.source}")
 
     def _c_kernel(self, h: int, w: int, src: Layout | None = None,
-                  dst: Layout | None = None) -> tuple[ConvIR, Any]:
-        """Build (once per input size and layouts) the C kernel for (C, h, w) inputs."""
-        got = self._c.get((h, w, src, dst))
+                  dst: Layout | None = None, res: Layout | None = None) -> tuple[ConvIR, Any]:
+        """Build (once per input size and layouts) the C kernel for (C, h, w) inputs; res:
+        the layout of a residual added before the activation (1x1 GEMM kernels only)."""
+        got = self._c.get((h, w, src, dst, res))
         if got is None:
             vec = self.schedule.vector or host_vector_width()
-            ir = conv_ir(self.lr, (self._in_channels, h, w), vec, src, dst)
+            ir = conv_ir(self.lr, (self._in_channels, h, w), vec, src, dst, res)
             if not self._explicit and not self._c:
                 pw = is_pointwise_layer(self.lr)
                 self.schedule = c_default_schedule(vec, pw, -(-pointwise_rows(ir)[1] // vec)
@@ -132,7 +133,8 @@ class CompiledLayer:
             lib = build_c(self.source)
             if is_pointwise_layer(self.lr):
                 fn = lib.wb_pointwise
-                fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int, ctypes.c_int]
+                fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int, ctypes.c_int] + \
+                    ([ctypes.c_void_p] if res is not None else [])
             else:
                 fn = lib.wb_conv
                 fn.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int, ctypes.c_int]
@@ -149,7 +151,7 @@ class CompiledLayer:
                 self._dense_w[(h, w, src, dst)] = np.ascontiguousarray(
                     wt.reshape(wt.shape[0], -1)) if kind == "depthwise" else \
                     pack_direct(wt, int(self.schedule.tile_o))
-            got = self._c[(h, w, src, dst)] = (ir, fn)
+            got = self._c[(h, w, src, dst, res)] = (ir, fn)
             self._announce()
         return got
 
@@ -194,15 +196,18 @@ class CompiledLayer:
         return xq.reshape(n, c, sh * sw, -1), acc, wq
 
     def run_c(self, src: np.ndarray, dst: np.ndarray, n: int, h: int, w: int,
-              src_layout: Layout | None = None, dst_layout: Layout | None = None) -> None:
-        """Run the C kernel on buffers already in its layouts (used by the runtime)."""
-        ir, fn = self._c_kernel(h, w, src_layout, dst_layout)
+              src_layout: Layout | None = None, dst_layout: Layout | None = None,
+              res: np.ndarray | None = None, res_layout: Layout | None = None) -> None:
+        """Run the C kernel on buffers already in its layouts (used by the runtime); res: a
+        residual (in res_layout, which is dst_layout) added before the activation."""
+        ir, fn = self._c_kernel(h, w, src_layout, dst_layout, res_layout)
         threads = self.schedule.threads or default_threads()
         if is_pointwise_layer(self.lr):
             b = self._block_sparse()
             a = self._addr
+            extra = (a("res", res),) if res_layout is not None else ()
             fn(a("src", src), a("dst", dst), a("cptr", b.cptr), a("clist", b.clist),
-               a("wpk", b.wpk), a("bias", self._bias), a("order", b.order), n, threads)
+               a("wpk", b.wpk), a("bias", self._bias), a("order", b.order), n, threads, *extra)
             return
         f = self._pb if self._pb is not None else self.fkw
         dw = self._dense_w.get((h, w, src_layout, dst_layout))

@@ -53,6 +53,45 @@ def _merge(a: Layout, b: Layout) -> Layout | None:
                           b.row_stride + (max(a.left, b.left) - b.left)))
 
 
+def fuse_residual_adds(lr: LR, schedule_for: Callable[[Layer], Schedule | None]
+                       ) -> tuple[LR, dict[str, Schedule | None]]:
+    """The layers the C plan runs: each add whose operand is made by a 1x1 conv on the GEMM
+    kernel with no activation, read by nothing else, becomes that conv with the add's name,
+    the other operand as a residual input and the add's activation (the GEMM adds the
+    residual to its accumulators before the store: ResNet-50 and MobileNet-V2 skip a pass
+    over every block's output). Returns the layers as an LR and each fused layer's schedule."""
+    readers: dict[str, int] = {}
+    for layer in lr.layers:
+        for v in layer.inputs:
+            readers[v] = readers.get(v, 0) + 1
+    by_name = {layer.name: layer for layer in lr.layers}
+    fused: dict[str, Layer] = {}         # add name -> the fused conv
+    given: dict[str, Schedule | None] = {}
+    gone: set[str] = set()               # convs folded into an add
+    for add in lr.layers:
+        if add.op != "add" or len(add.inputs) != 2 or add.inputs[0] == add.inputs[1]:
+            continue
+        for k, v in enumerate(add.inputs):
+            conv = by_name.get(v)
+            if conv is None or conv.op != "conv2d" or not is_pointwise_layer(conv) or \
+                    conv.attrs.get("act", "none") != "none" or readers.get(v) != 1 or \
+                    v in lr.outputs:
+                continue
+            sched = schedule_for(conv)
+            if sched is not None and sched.kernel != "gemm":
+                continue
+            attrs = {**conv.attrs, "act": add.attrs.get("act", "none"),
+                     "fused": [conv.name, add.name]}
+            attrs.setdefault("source", conv.name)
+            fused[add.name] = Layer(add.name, "conv2d", [conv.inputs[0], add.inputs[1 - k]],
+                                    attrs, conv.params, conv.schedule)
+            given[add.name] = sched
+            gone.add(conv.name)
+            break
+    layers = [fused.get(layer.name, layer) for layer in lr.layers if layer.name not in gone]
+    return LR(dict(lr.inputs), layers, list(lr.outputs), dict(lr.meta)), given
+
+
 @dataclass
 class CStep:
     """One layer's work: run(bufs, n) reads and writes the buffers of its values."""
@@ -68,6 +107,7 @@ class CPlan:
     """Layouts, buffers and steps of an LR compiled with the C emitter."""
 
     def __init__(self, lr: LR, schedule_for: Callable[[Layer], Schedule | None]) -> None:
+        lr, fused_given = fuse_residual_adds(lr, schedule_for)
         self.lr = lr
         self.shapes = lr.shapes()
         self.vector = host_vector_width()
@@ -76,7 +116,8 @@ class CPlan:
             for v in layer.inputs:
                 self.readers.setdefault(v, []).append(layer)
         self.layouts = {v: self._choose(v) for v in self.shapes}
-        self.steps = [self._step(layer, schedule_for(layer)) for layer in lr.layers]
+        self.steps = [self._step(layer, fused_given[layer.name] if layer.name in fused_given
+                                 else schedule_for(layer)) for layer in lr.layers]
         self._buffers: dict[int, dict[str, np.ndarray]] = {}
         self._slots = self._assign_slots()
 
@@ -120,20 +161,32 @@ class CPlan:
             src_lay, copy = self._input_layout(layer)
             dst_lay = self.layouts[layer.name]
             kern = CompiledLayer(layer, "c", given)
-            kern._c_kernel(h, w, src_lay, dst_lay)  # build now, not in the first timed call
-            private = f"{layer.name}\0in"
+            # a fused residual add reads its operand in the output's layout (else a copy)
+            res_v = layer.inputs[1] if len(layer.inputs) > 1 else None
+            res_lay = dst_lay if res_v else None
+            res_copy = res_v is not None and self.layouts[res_v] != dst_lay
+            # build now, not in the first timed call
+            kern._c_kernel(h, w, src_lay, dst_lay, res_lay)
+            private, res_private = f"{layer.name}\0in", f"{layer.name}\0res"
 
             def conv(bufs: dict[str, np.ndarray], n: int) -> None:
                 src = bufs[src_v]
                 if copy:
                     src = bufs[private]
                     src_lay.write(src, self.layouts[src_v].read(bufs[src_v], n))
-                kern.run_c(src, bufs[layer.name], n, h, w, src_lay, dst_lay)
+                res = bufs[res_v] if res_v else None
+                if res_copy:
+                    res = bufs[res_private]
+                    dst_lay.write(res, self.layouts[res_v].read(bufs[res_v], n))
+                kern.run_c(src, bufs[layer.name], n, h, w, src_lay, dst_lay, res, res_lay)
             st = CStep(layer, conv, "generated", layer.kernel_patterns.kept_weights * out[1] * out[2],
                        kern)
             if copy:
                 st.copies.append(private)
                 self.layouts[private] = src_lay
+            if res_copy:
+                st.copies.append(res_private)
+                self.layouts[res_private] = dst_lay
             return st
         if op == "linear":
             cin, cout = int(a["in_features"]), int(a["out_features"])

@@ -40,7 +40,8 @@ from workbench.codegen.schedule import (Schedule, ScheduleSpace, UnionSpace, c_d
 # 4: stride-1 3x3 layers search the pblock kernel too (per-pattern bodies in channel blocks,
 # kernel "pblock", render_pblock)
 # 5: stride-2 convs other than depthwise and direct candidates read stride phases instead of
-# the plain buffer (ir.reads_plain_stride2), and search the taps and pblock kernels too
+# the plain buffer (ir.reads_plain_stride2), and search the taps and pblock kernels too; at
+# 1 thread, schedules that differ only in how threads split the work are sampled once
 LOG_VERSION = 5
 
 
@@ -202,9 +203,13 @@ def tune_layer(layer: Layer, in_shape: tuple[int, int, int], emitter: str = "c",
             firsts.append(direct_default_schedule(vec))
     else:
         firsts.append(default_schedule(emitter))
-    picks = random.Random(seed).sample(range(len(space)),
-                                       min(len(space), max(0, trials - len(firsts))))
-    candidates = firsts + [space[i] for i in picks if space[i] not in firsts]
+    pool = list(space)
+    if threads == 1:
+        # how threads split the work means nothing on one thread: sample distinct schedules
+        pool = list(dict.fromkeys(sch.with_(parallel="rows") for sch in pool))
+    picks = random.Random(seed).sample(range(len(pool)),
+                                       min(len(pool), max(0, trials - len(firsts))))
+    candidates = firsts + [pool[i] for i in picks if pool[i] not in firsts]
     first = firsts[0]
     best, best_t = first, float("inf")
     for sched in candidates:
