@@ -11,8 +11,8 @@ from workbench.bench.codegen_bench import prune_model
 from workbench.bench.isolation import measure_isolated
 from workbench.bench.peers import (DeepSparse, OnnxRuntime, Subject, TorchEager, build_module,
                                    peer_by_name)
-from workbench.bench.peers_bench import (BenchConfig, conv_relu_spec, main, measure_peers,
-                                         parse_models)
+from workbench.bench.peers_bench import (BenchConfig, conv_relu_spec, keep_fastest, main,
+                                         measure_peers, measure_rounds, parse_models)
 
 TINY = {"sequential": [["Conv2d", {"in_channels": 3, "out_channels": 8, "kernel_size": 3,
                                    "padding": 1}],
@@ -122,3 +122,33 @@ def test_model_filter() -> None:
         parse_models(["resnet50"])
     with pytest.raises(SystemExit):
         main(["--models", "alexnet-224"])
+
+
+def test_keep_fastest_takes_the_lowest_round_that_matched() -> None:
+    rounds = [{"ms": 5.0, "note": ""}, {"ms": 3.0, "note": "OUTPUT MISMATCH vs eager"},
+              {"ms": 4.0, "note": ""}, {"note": "failed: hung"}]
+    best = keep_fastest(rounds)
+    assert best["ms"] == 4.0 and best["round_ms"] == "5 / 3 / 4 / nan"
+    assert keep_fastest([{"note": "failed: a"}, {"note": "failed: b"}])["note"] == "failed: a"
+    assert keep_fastest([{"ms": 2.0, "note": "OUTPUT MISMATCH vs eager"}])["ms"] == 2.0
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        BenchConfig(rounds=0)
+    with pytest.raises(SystemExit):
+        main(["--rounds", "0"])
+
+
+def test_rounds_restart_each_peer_and_skip_the_skipped(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("WORKBENCH_DEEPSPARSE_PYTHON", str(tmp_path / "nope" / "python"))
+    said: list[str] = []
+    subjects = [_subject(tmp_path / "dense"), _subject(tmp_path / "pruned", pruned=True)]
+    got = measure_rounds([TorchEager(), DeepSparse()], subjects, 1, 0.01,
+                         BenchConfig(min_reps=2, max_reps=2, rounds=2), said.append,
+                         ["dense", "pruned"])
+    for i in (0, 1):
+        row = got[i, "torch_eager"]
+        medians = [float(t) for t in row["round_ms"].split(" / ")]
+        assert len(medians) == 2 and row["ms"] == pytest.approx(min(medians), rel=1e-3)
+        assert got[i, "deepsparse"]["note"].startswith("skipped")
+        assert got[i, "deepsparse"]["round_ms"] == "nan"       # not started again in round 2
+    assert sum("round 2/2 torch_eager" in s for s in said) == 2
+    assert not any("round 2/2 deepsparse" in s for s in said)
