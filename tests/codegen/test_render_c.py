@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workbench.codegen import Schedule, compile_layer
-from workbench.codegen.ir import Layout, conv_ir
+from workbench.codegen.ir import Layout, conv_ir, round_up
 from workbench.codegen.lr import LRError, conv_layer
 from workbench.codegen.render_c import render_c
 
@@ -302,19 +302,57 @@ def test_gemm_kernel_writes_padded_layouts(stride: int, hw: tuple[int, int]) -> 
     layer = conv_layer(wt, b, stride=stride, act="relu")
     ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
     src = Layout(c, h, w, 1, 1, rows=h + 3, row=w + 6)
-    dst = Layout(o, ho, wo, 1, 1, rows=ho + 3, row=wo + 3)
-    for sched in (Schedule(kernel="gemm", tile_o=6, tile_w=2, tile_h=3),
-                  Schedule(kernel="gemm", tile_o=4, tile_w=3, tile_h=1, parallel="filters")):
+    # an odd border, and the one a 3x3 reader asks for (rows of whole vectors: the GEMM
+    # numbers rows of whole vectors where the border has room, gemm_row_width)
+    for dst in (Layout(o, ho, wo, 1, 1, rows=ho + 3, row=wo + 3),
+                Layout(o, ho, wo, 1, 1, rows=ho + 2, row=round_up(wo + 2, 8))):
+        for sched in (Schedule(kernel="gemm", tile_o=6, tile_w=2, tile_h=3),
+                      Schedule(kernel="gemm", tile_o=4, tile_w=3, tile_h=1, parallel="filters")):
+            k = CompiledLayer(layer, "c", sched.with_(threads=2))
+            xs, ys = src.alloc(2), dst.alloc(2)
+            src.write(xs, x)
+            ys[:] = 0.0
+            k.run_c(xs, ys, 2, h, w, src, dst)
+            ref = np.maximum(conv_ref(x, wt, b, stride), 0)
+            assert rel_err(dst.read(ys, 2), ref) < 1e-5
+            full = ys.reshape(2, o, dst.plane_rows, dst.row_stride).copy()
+            full[:, :, 1:1 + ho, 1:1 + wo] = 0.0
+            assert not full.any()  # nothing written outside the image
+
+
+@pytest.mark.parametrize("hw", [(7, 7), (14, 14), (28, 28), (5, 12)])
+def test_gemm_rows_of_whole_vectors_keep_the_border_zero(hw: tuple[int, int]) -> None:
+    """Where the output rows are not whole vectors and the border has room, every vector lies in
+    one row (no lane-by-lane stores); the lanes past a row end store zeros on the border, the
+    fused residual included."""
+    from workbench.codegen.kernel import CompiledLayer
+    from workbench.codegen.build import host_vector_width
+    from workbench.codegen.render_c import gemm_row_width
+    rng = np.random.default_rng(hw[0])
+    c, o = 9, 10
+    h, w = hw
+    wt = rng.standard_normal((o, c, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(o).astype(np.float32)
+    x = rng.standard_normal((2, c, h, w)).astype(np.float32)
+    r = rng.standard_normal((2, o, h, w)).astype(np.float32)
+    layer = conv_layer(wt, b, act="relu")
+    src = Layout(c, h, w)
+    vec = host_vector_width()
+    dst = Layout(o, h, w, 1, 1, rows=h + 2, row=round_up(w + 2, vec))
+    assert gemm_row_width(conv_ir(layer, (c, h, w), vec, src, dst, dst)) == round_up(w, vec)
+    for sched in (Schedule(kernel="gemm", tile_o=5, tile_w=2, tile_h=2),
+                  Schedule(kernel="gemm", tile_o=3, tile_w=3, tile_h=16, parallel="filters")):
         k = CompiledLayer(layer, "c", sched.with_(threads=2))
-        xs, ys = src.alloc(2), dst.alloc(2)
+        xs, ys, rs = src.alloc(2), dst.alloc(2), dst.alloc(2)
         src.write(xs, x)
-        ys[:] = 0.0
-        k.run_c(xs, ys, 2, h, w, src, dst)
-        ref = np.maximum(conv_ref(x, wt, b, stride), 0)
+        dst.write(rs, r)
+        k.run_c(xs, ys, 2, h, w, src, dst, rs, dst)
+        assert f"(rows of {round_up(w, vec)})" in k.source
+        ref = np.maximum(conv_ref(x, wt, b, 1) + r, 0)
         assert rel_err(dst.read(ys, 2), ref) < 1e-5
         full = ys.reshape(2, o, dst.plane_rows, dst.row_stride).copy()
-        full[:, :, 1:1 + ho, 1:1 + wo] = 0.0
-        assert not full.any()  # nothing written outside the image
+        full[:, :, 1:1 + h, 1:1 + w] = 0.0
+        assert not full.any()
 
 
 def test_gemm_kernel_is_the_pointwise_default() -> None:
