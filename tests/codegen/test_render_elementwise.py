@@ -1,4 +1,5 @@
-"""C max pooling and residual add: against PyTorch / NumPy in padded and plain layouts."""
+"""C max pooling, global average pooling and residual add: against PyTorch / NumPy in padded
+and plain layouts."""
 from __future__ import annotations
 
 import ctypes
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from workbench.codegen.build import build_c
 from workbench.codegen.ir import Layout
 from workbench.codegen.lr import Layer, LRError
-from workbench.codegen.render_elementwise import render_add, render_maxpool
+from workbench.codegen.render_elementwise import render_add, render_global_avgpool, render_maxpool
 
 pytestmark = pytest.mark.needs_cc
 
@@ -73,3 +74,22 @@ def test_bad_input_is_refused_with_the_reason() -> None:
         render_add(Layout(3, 4, 4, 1, 1, 2, 2), Layout(3, 4, 4), Layout(3, 4, 4), "relu")
     with pytest.raises(LRError, match="no C form"):
         render_add(Layout(3, 4, 4), Layout(3, 4, 4), Layout(3, 4, 4), "gelu")
+
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("hw", [(7, 7), (1, 1), (13, 20)])
+def test_global_avgpool_matches_torch(padded: bool, hw: tuple[int, int]) -> None:
+    rng = np.random.default_rng(hw[1])
+    n, c, (h, w) = 3, 17, hw
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32) + 3.0
+    ref = F.adaptive_avg_pool2d(torch.from_numpy(x), 1).numpy()
+    src = Layout(c, h, w, 1, 1, rows=h + 3, row=w + 9) if padded else Layout(c, h, w)
+    dst = Layout(c, 1, 1)
+    fn = build_c(render_global_avgpool(src, dst)).wb_gap
+    fn.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int, ctypes.c_int]
+    xb, yb = src.alloc(n), dst.alloc(n)
+    src.write(xb, x)
+    fn(xb.ctypes.data, yb.ctypes.data, n, 2)
+    np.testing.assert_allclose(dst.read(yb, n), ref, rtol=1e-6, atol=1e-6)
+    with pytest.raises(LRError, match="is not 17 x 1 x 1"):
+        render_global_avgpool(src, Layout(c, 2, 1))

@@ -22,7 +22,7 @@ from workbench.codegen.kernel import CompiledLayer
 from workbench.codegen.lr import LR, Layer, LRError
 from workbench.codegen.parallel import default_threads, run_jobs
 from workbench.codegen.render_c import render_linear
-from workbench.codegen.render_elementwise import render_add, render_maxpool
+from workbench.codegen.render_elementwise import render_add, render_global_avgpool, render_maxpool
 from workbench.codegen.render_numba import render_numba
 from workbench.codegen.schedule import Schedule
 
@@ -238,6 +238,16 @@ class CPlan:
                        out=y)
                 _act_inplace(y, a["act"])
             return CStep(layer, add, "library", 0)
+        if op == "global_avgpool" and self._one_phase(layer.inputs[0], layer.name):
+            src_v = layer.inputs[0]
+            fn = build_c(render_global_avgpool(self.layouts[src_v],
+                                               self.layouts[layer.name])).wb_gap
+            fn.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int, ctypes.c_int]
+            addr = _Addresses()
+
+            def gap_c(bufs: dict[str, np.ndarray], n: int) -> None:
+                fn(addr(0, bufs[src_v]), addr(1, bufs[layer.name]), n, default_threads())
+            return CStep(layer, gap_c, "generated", 0)
         if op == "global_avgpool":
             def gap(bufs: dict[str, np.ndarray], n: int) -> None:
                 y = self._view(bufs, layer.name, n)
