@@ -972,8 +972,8 @@ def gemm_row_width(ir: ConvIR) -> int:
     stored lane by lane). Only where every such lane lands on border (the row stride has room,
     and the last row's spill, if any, lands on a bottom border row or on the next plane's top
     border row), and where it pays: the padded lanes cost C FMAs each, a vector stored lane by
-    lane about 24 cycles (AVX2). MobileNet-V2's expansions (C 24-160 into 28x28 to 7x7, 4.5 ->
-    3.6 ms in all at 1 thread) pay; ResNet-50's first 1x1 of each block (C 256-2048) lost 7%."""
+    lane about 24 cycles (AVX2). MobileNet-V2's expansions (C 24-160 into 28x28 to 7x7, 3.7 ->
+    2.6 ms in all at 1 thread) pay; ResNet-50's first 1x1 of each block (C 256-2048) lost 7%."""
     vw, dst, wo = ir.vector, ir.dst, ir.wo
     wpad = round_up(wo, vw)
     flat = dst.row_stride == wo and dst.top == dst.left == 0
