@@ -31,6 +31,8 @@ vector before the store).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from workbench.codegen.ir import ConvIR, Layout, is_pointwise_layer, round_up
 from workbench.codegen.lr import LRError
 from workbench.codegen.schedule import Schedule
@@ -1032,22 +1034,31 @@ def _gemm_micro(ir: ConvIR, to: int, nv: int, nr: int, unroll: int) -> list[str]
                      f" w{j} = x{j} + {vw} <= {ir.wo} && p{j} + {vw} <= {P};")
     lane = "p + l" if flat else \
         f"((p + l) / {ir.wo} + {dst.top}) * {dst.row_stride} + {dst.left} + (p + l) % {ir.wo}"
-    # the fused residual add (ir.res, in the output's layout: conv_ir checks) is read at the
-    # output's offsets
-    for t in range(to):
-        L.append(f"  if ({t} < nf) {{ float *yr = ys + (size_t)slot[{t}] * {dst.chan};")
+    def store(acc: str, j: int) -> list[str]:
+        out = []
         if res is not None:
-            L.append(f"    const float *rr = rs + (size_t)slot[{t}] * {res.chan};")
+            out += [f"    if (w{j}) {acc} += vld(rr + o{j});",
+                    f"    else {{ const int p = p{j}; for (int l = 0; l < {vw} && p + l < {P};"
+                    f" ++l) {acc}[l] += rr[{lane}]; }}"]
+        v = _act(ir.act, acc)
+        return out + [f"    if (w{j}) vst(yr + o{j}, {v});",
+                      f"    else {{ const vf tv = {v}; const int p = p{j};"
+                      f" for (int l = 0; l < {vw} && p + l < {P}; ++l) yr[{lane}] = tv[l]; }}"]
+    return L + _gemm_filter_stores(ir, to, nv, store)
+
+
+def _gemm_filter_stores(ir: ConvIR, to: int, nv: int,
+                        store: Callable[[str, int], list[str]]) -> list[str]:
+    """The end of gk_{nv}: for each of the tile's filters that exists (t < nf), its output
+    plane yr (and its residual plane rr, when ir.res: in the output's layout, conv_ir checks),
+    then store(accumulator, j) for each of its nv vectors."""
+    L = []
+    for t in range(to):
+        L.append(f"  if ({t} < nf) {{ float *yr = ys + (size_t)slot[{t}] * {ir.dst.chan};")
+        if ir.res is not None:
+            L.append(f"    const float *rr = rs + (size_t)slot[{t}] * {ir.res.chan};")
         for j in range(nv):
-            acc = f"a{t}_{j}"
-            if res is not None:
-                L.append(f"    if (w{j}) {acc} += vld(rr + o{j});")
-                L.append(f"    else {{ const int p = p{j}; for (int l = 0; l < {vw} && p + l < {P};"
-                         f" ++l) {acc}[l] += rr[{lane}]; }}")
-            v = _act(ir.act, acc)
-            L.append(f"    if (w{j}) vst(yr + o{j}, {v});")
-            L.append(f"    else {{ const vf tv = {v}; const int p = p{j};"
-                     f" for (int l = 0; l < {vw} && p + l < {P}; ++l) yr[{lane}] = tv[l]; }}")
+            L += store(f"a{t}_{j}", j)
         L.append("  }")
     L.append("}")
     return L
@@ -1057,24 +1068,17 @@ def _gemm_row_stores(ir: ConvIR, to: int, nv: int, W: int) -> list[str]:
     """The end of gk_{nv} with rows of W (a whole number of vectors, > wo) pixels
     (gemm_row_width): every vector lies in one row; a row's last vector keeps its first
     wo % VW lanes and stores zeros past the row end, on the border."""
-    vw, dst, res = ir.vector, ir.dst, ir.res
+    vw, dst = ir.vector, ir.dst
     L = []
     for j in range(nv):
         L.append(f"  const int y{j} = (q0 + {vw * j}) / {W}, x{j} = q0 + {vw * j} - y{j} * {W};")
         L.append(f"  const int o{j} = (y{j} + {dst.top}) * {dst.row_stride} + {dst.left} + x{j};")
-    for t in range(to):
-        L.append(f"  if ({t} < nf) {{ float *yr = ys + (size_t)slot[{t}] * {dst.chan};")
-        if res is not None:
-            L.append(f"    const float *rr = rs + (size_t)slot[{t}] * {res.chan};")
-        for j in range(nv):
-            acc = f"a{t}_{j}"
-            if res is not None:
-                L.append(f"    {acc} += vld(rr + o{j});")
-            v = _act(ir.act, acc)
-            L.append(f"    vst(yr + o{j}, x{j} + {vw} <= {ir.wo} ? {v} : vkeep({v}, {ir.wo % vw}));")
-        L.append("  }")
-    L.append("}")
-    return L
+
+    def store(acc: str, j: int) -> list[str]:
+        v = _act(ir.act, acc)
+        return ([f"    {acc} += vld(rr + o{j});"] if ir.res is not None else []) + \
+            [f"    vst(yr + o{j}, x{j} + {vw} <= {ir.wo} ? {v} : vkeep({v}, {ir.wo % vw}));"]
+    return L + _gemm_filter_stores(ir, to, nv, store)
 
 
 def _gemm_pack(ir: ConvIR, group: int, nr: int) -> list[str]:

@@ -204,15 +204,8 @@ class CPlan:
                    sched.threads or default_threads())
             return CStep(layer, linear, "generated", cin * cout)
         if op == "maxpool2d" and self._one_phase(layer.inputs[0], layer.name):
-            src_v = layer.inputs[0]
-            fn = build_c(render_maxpool(layer, self.layouts[src_v],
-                                        self.layouts[layer.name])).wb_maxpool
-            fn.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int, ctypes.c_int]
-            addr = _Addresses()
-
-            def maxpool(bufs: dict[str, np.ndarray], n: int) -> None:
-                fn(addr(0, bufs[src_v]), addr(1, bufs[layer.name]), n, default_threads())
-            return CStep(layer, maxpool, "generated", 0)
+            lays = [self.layouts[v] for v in (layer.inputs[0], layer.name)]
+            return self._elementwise_step(layer, render_maxpool(layer, *lays), "wb_maxpool")
         if op in ("maxpool2d", "avgpool2d"):
             fn = build_numba(render_numba(layer, sched))
 
@@ -223,14 +216,7 @@ class CPlan:
             return CStep(layer, pool, "generated", 0)
         if op == "add" and self._one_phase(*layer.inputs, layer.name):
             lays = [self.layouts[v] for v in (*layer.inputs, layer.name)]
-            fn = build_c(render_add(*lays, a["act"])).wb_add
-            fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int, ctypes.c_int]
-            names = (*layer.inputs, layer.name)
-            addr = _Addresses()
-
-            def add_c(bufs: dict[str, np.ndarray], n: int) -> None:
-                fn(*(addr(i, bufs[v]) for i, v in enumerate(names)), n, default_threads())
-            return CStep(layer, add_c, "generated", 0)
+            return self._elementwise_step(layer, render_add(*lays, a["act"]), "wb_add")
         if op == "add":
             def add(bufs: dict[str, np.ndarray], n: int) -> None:
                 y = self._view(bufs, layer.name, n)
@@ -239,15 +225,8 @@ class CPlan:
                 _act_inplace(y, a["act"])
             return CStep(layer, add, "library", 0)
         if op == "global_avgpool" and self._one_phase(layer.inputs[0], layer.name):
-            src_v = layer.inputs[0]
-            fn = build_c(render_global_avgpool(self.layouts[src_v],
-                                               self.layouts[layer.name])).wb_gap
-            fn.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int, ctypes.c_int]
-            addr = _Addresses()
-
-            def gap_c(bufs: dict[str, np.ndarray], n: int) -> None:
-                fn(addr(0, bufs[src_v]), addr(1, bufs[layer.name]), n, default_threads())
-            return CStep(layer, gap_c, "generated", 0)
+            lays = [self.layouts[v] for v in (layer.inputs[0], layer.name)]
+            return self._elementwise_step(layer, render_global_avgpool(*lays), "wb_gap")
         if op == "global_avgpool":
             def gap(bufs: dict[str, np.ndarray], n: int) -> None:
                 y = self._view(bufs, layer.name, n)
@@ -265,6 +244,18 @@ class CPlan:
                 _act_inplace(y, a["act"])
             return CStep(layer, act, "library", 0)
         raise LRError(f"layer {layer.name!r}: op {op!r} has no C runtime step")
+
+    def _elementwise_step(self, layer: Layer, source: str, symbol: str) -> CStep:
+        """A step running a render_elementwise kernel `symbol(in..., out, n, threads)` on the
+        buffers of layer's inputs and output (addresses cached across calls)."""
+        names = (*layer.inputs, layer.name)
+        fn = getattr(build_c(source), symbol)
+        fn.argtypes = [ctypes.c_void_p] * len(names) + [ctypes.c_int, ctypes.c_int]
+        addr = _Addresses()
+
+        def run(bufs: dict[str, np.ndarray], n: int) -> None:
+            fn(*(addr(i, bufs[v]) for i, v in enumerate(names)), n, default_threads())
+        return CStep(layer, run, "generated", 0)
 
     def _one_phase(self, *values: str) -> bool:
         """True if every value is a (C, H, W) map held in one phase (the elementwise C
