@@ -72,7 +72,11 @@ def fma_peak(seconds: float = 0.5) -> float:
     vw = host_vector_width()
     accs = 12 if vw == 8 else 24
     body = "\n".join(f"    a{i} = a{i} * m + c;" for i in range(accs))
-    regs = ", ".join(f'"+x"(a{i})' for i in range(min(accs, 30)))
+    # an empty asm that claims to change the accumulators keeps the FMAs from being folded;
+    # GCC allows 30 operands per asm and "+x" counts twice, so 8 accumulators per statement
+    fences = "\n".join('    __asm__ volatile("" : ' +
+                       ", ".join(f'"+x"(a{i})' for i in range(g, min(g + 8, accs))) + ");"
+                       for g in range(0, accs, 8))
     src = f"""#include <stdint.h>
 typedef float vf __attribute__((vector_size({vw * 4})));
 double wb_peak(long n) {{
@@ -80,7 +84,7 @@ double wb_peak(long n) {{
   {"; ".join(f"vf a{i} = (vf){{0}} + {i}.0f" for i in range(accs))};
   for (long i = 0; i < n; ++i) {{
 {body}
-    __asm__ volatile("" : {regs});
+{fences}
   }}
   vf s = {" + ".join(f"a{i}" for i in range(accs))};
   return s[0];
