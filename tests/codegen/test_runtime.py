@@ -194,3 +194,40 @@ def test_c_plan_keeps_the_add_where_the_1x1_is_not_on_the_gemm() -> None:
     assert not any(s.layer.attrs.get("fused") for s in net.plan.steps)
     x = torch.randn(1, 3, 9, 11)
     assert rel_err(np.asarray(net(x)), model(x).detach().numpy()) < 1e-5
+
+
+class _Narrow(nn.Module):
+    """Stride-2 3x3 from 14x14 to 7x7, a 7x7 3x3, a 1x1 with the residual add: every output
+    row 7 wide, every plane 49 pixels (narrow_vector's case on a 16-float host)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.mid = nn.Conv2d(16, 16, 3, padding=1)
+        self.proj = nn.Conv2d(16, 16, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.down(x))
+        return torch.relu(self.proj(torch.relu(self.mid(y))) + y)
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize("kernel", ["pattern", "taps", "pblock"])
+def test_c_plan_runs_8_float_kernels_in_16_float_layouts(monkeypatch: pytest.MonkeyPatch,
+                                                        kernel: str) -> None:
+    from workbench.codegen import Schedule
+    from workbench.codegen.schedule import gemm_default_schedule
+    monkeypatch.setenv("WORKBENCH_VECTOR", "16")
+    model = _pattern_prune(_Narrow()).eval()
+    lr = from_torch(model, (8, 14, 14))
+    convs = {l.attrs["source"]: l.name for l in lr.layers if l.op == "conv2d"}
+    three = Schedule(kernel=kernel, tile_h=2, tile_w=2, cblock=8 if kernel != "pattern" else 0,
+                     vector=8)
+    sched = {convs["down"]: three.with_(kernel="taps" if kernel == "pblock" else kernel),
+             convs["mid"]: three, convs["proj"]: gemm_default_schedule(16).with_(vector=8)}
+    net = compile(lr, emitter="c", schedules=sched)
+    assert net.plan.vector == 16
+    kernels = [s.compiled for s in net.plan.steps if s.compiled]
+    assert len(kernels) == 3 and all("#define VW 8\n" in k.source for k in kernels)
+    x = torch.randn(2, 8, 14, 14)
+    assert rel_err(np.asarray(net(x)), model(x).detach().numpy()) < 1e-5

@@ -9,7 +9,7 @@ import pytest
 
 from workbench.codegen.lr import conv_layer
 from workbench.codegen.tune import LOG_VERSION, TuningLog, TuningLogError, conv_space, \
-    layer_signature, tune_layer, tune_network
+    layer_signature, narrow_vector, tune_layer, tune_network
 
 from .helpers import pattern_pruned
 
@@ -41,6 +41,24 @@ def test_space_sizes() -> None:
     assert len(conv_space(_layer(k=1), "c", vector=8)) == 6 * 2 * 2 * 2
     assert {s.kernel for s in conv_space(_layer(k=1), "c", vector=8)} == {"gemm"}
     assert len(conv_space(_layer(), "numba")) == 8
+
+
+def test_narrow_vectors_where_the_output_fills_them_better() -> None:
+    rng = np.random.default_rng(0)
+    dw = conv_layer(rng.standard_normal((8, 1, 3, 3)).astype(np.float32), padding=1, groups=8)
+    # a 3x3 conv's output rows: 7 of 16 lanes vs 7 of 8; 14 of 16 either way
+    assert narrow_vector(_layer(), (8, 7, 7), 16) == 8
+    assert narrow_vector(_layer(), (8, 14, 14), 16) is None
+    # a 1x1 GEMM runs over whole planes: 49 pixels fill 4 x 16 lanes (77%) or 7 x 8 (88%)
+    assert narrow_vector(_layer(k=1), (8, 7, 7), 16) == 8
+    assert narrow_vector(_layer(k=1), (8, 28, 28), 16) is None
+    assert narrow_vector(_layer(), (8, 7, 7), 8) is None
+    assert narrow_vector(dw, (8, 7, 7), 16) is None
+    wide = conv_space(_layer(), "c", vector=16, in_shape=(8, 14, 14))
+    narrow = conv_space(_layer(), "c", vector=16, in_shape=(8, 7, 7))
+    assert len(narrow) == 2 * len(wide) == 2 * len(conv_space(_layer(), "c", vector=16))
+    assert sum(s.vector == 8 for s in narrow) == len(wide) and \
+        {s.with_(vector=0) for s in narrow} == set(wide)
 
 
 def test_signature_separates_shapes_not_masks() -> None:
@@ -118,3 +136,23 @@ def test_tune_depthwise_layer_starts_from_its_default(tmp_path: Path) -> None:
     assert best.kernel == "depthwise" and all(r["schedule"]["kernel"] == "depthwise" for r in recs)
     from workbench.codegen.build import host_vector_width
     assert recs[0]["schedule"] == depthwise_default_schedule(host_vector_width()).to_dict()
+
+
+@pytest.mark.needs_cc
+def test_narrow_layer_logged_without_8_float_candidates_is_tuned_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.codegen.schedule import Schedule
+    from workbench.codegen.tune import target_id
+    monkeypatch.setenv("WORKBENCH_VECTOR", "16")
+    log = TuningLog(tmp_path / "tune.jsonl")
+    layer, shape = _layer(), (8, 7, 7)
+    sig = layer_signature(layer, shape)
+    # as a log written before the 8-float candidates: one 16-float record
+    log.append({"signature": sig, "target": target_id("c"), "threads": 1, "ms": 1e-6,
+                "schedule": Schedule(kernel="taps").to_dict(), "version": LOG_VERSION})
+    tune_layer(layer, shape, "c", trials=2, log=log, threads=1, repeats=1)
+    recs = log.records()
+    assert len(recs) > 1 and any(r["schedule"]["vector"] == 8 for r in recs)
+    # now complete: replayed, nothing measured (the planted record is still the fastest)
+    best = tune_layer(layer, shape, "c", trials=2, log=log, threads=1, repeats=1)
+    assert len(log.records()) == len(recs) and best == Schedule(kernel="taps")
