@@ -155,9 +155,12 @@ class TuningLog:
                 continue
         return out
 
-    def best(self, signature: str, target: str, threads: int) -> Schedule | None:
+    def best(self, signature: str, target: str, threads: int,
+             needs_vector: int | None = None) -> Schedule | None:
         """The fastest schedule logged for (signature, target, threads) under LOG_VERSION, or
-        None; TuningLogError if the key was measured only under another version."""
+        None; TuningLogError if the key was measured only under another version. needs_vector:
+        None too unless some record ran that many floats per vector (a log written before
+        conv_space added those candidates has none)."""
         hits = [r for r in self.records() if r.get("signature") == signature and
                 r.get("target") == target and r.get("threads") == threads]
         current = [r for r in hits if r.get("version", 1) == LOG_VERSION]
@@ -170,16 +173,10 @@ class TuningLog:
                 f"kernels, 4 the pblock kernel, 5 phase-split stride-2 inputs): delete the log or tune into a new one "
                 f"(retune=True appends version-{LOG_VERSION} records)")
         hits = current
-        if not hits:
+        if not hits or (needs_vector is not None and
+                        not any(r["schedule"].get("vector") == needs_vector for r in hits)):
             return None
         return Schedule.from_dict(min(hits, key=lambda r: r["ms"])["schedule"])
-
-    def measured_vector(self, signature: str, target: str, threads: int, vector: int) -> bool:
-        """True if some current record of (signature, target, threads) ran `vector`-float
-        vectors (a log written before conv_space added them has none)."""
-        return any(r.get("signature") == signature and r.get("target") == target and
-                   r.get("threads") == threads and r.get("version", 1) == LOG_VERSION and
-                   r.get("schedule", {}).get("vector") == vector for r in self.records())
 
 
 def _time_kernel(kern: CompiledLayer, in_shape: tuple[int, int, int], repeats: int) -> float:
@@ -225,10 +222,8 @@ def tune_layer(layer: Layer, in_shape: tuple[int, int, int], emitter: str = "c",
     sig, target = layer_signature(layer, in_shape), target_id(emitter)
     narrow = narrow_vector(layer, in_shape, host_vector_width()) if emitter == "c" else None
     if not retune:
-        hit = log.best(sig, target, threads)
-        if hit is not None and narrow is not None and space is None and \
-                not log.measured_vector(sig, target, threads, narrow):
-            hit = None   # logged before the 8-float candidates existed: measure them too
+        # a layer logged before its 8-float candidates existed is measured again
+        hit = log.best(sig, target, threads, needs_vector=narrow if space is None else None)
         if hit is not None:
             if debug():
                 print(f"# workbench tune: replay {sig} -> {hit.to_dict()}")
