@@ -108,6 +108,19 @@ def test_random_layers_match_conv2d(n: int, c: int, o: int, h: int, w: int, k: i
     assert err < 1e-4
 
 
+@pytest.mark.parametrize("vector", [8, 16])
+@pytest.mark.parametrize("kernel", ["pattern", "taps", "pblock"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_one_row_tile_per_plane(kernel: str, stride: int, vector: int) -> None:
+    # tune._whole_plane: ResNet-50's 7-row outputs in one 7-row tile (14 -> 7 at stride 2)
+    rng = np.random.default_rng(stride * 7 + vector)
+    w = pattern_pruned(rng, 9, 20, 0.4)
+    x = rng.standard_normal((2, 20, 7 * stride, 7 * stride)).astype(np.float32)
+    b = rng.standard_normal(9).astype(np.float32)
+    assert _run(w, x, b, stride, 1, act="relu", kernel=kernel, tile_h=7, tile_w=1,
+                vector=vector, cblock=8, tile_o=4) < 1e-5
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(1, 2), c=st.integers(1, 12), o=st.integers(1, 9), h=st.integers(1, 13),
        w=st.integers(1, 27), stride=st.sampled_from([1, 2, 3]), padding=st.integers(0, 2),

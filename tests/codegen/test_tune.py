@@ -55,10 +55,21 @@ def test_narrow_vectors_where_the_output_fills_them_better() -> None:
     assert narrow_vector(_layer(), (8, 7, 7), 8) is None
     assert narrow_vector(dw, (8, 7, 7), 16) is None
     wide = conv_space(_layer(), "c", vector=16, in_shape=(8, 14, 14))
+    assert len(wide) == len(conv_space(_layer(), "c", vector=16))
     narrow = conv_space(_layer(), "c", vector=16, in_shape=(8, 7, 7))
-    assert len(narrow) == 2 * len(wide) == 2 * len(conv_space(_layer(), "c", vector=16))
-    assert sum(s.vector == 8 for s in narrow) == len(wide) and \
-        {s.with_(vector=0) for s in narrow} == set(wide)
+    eight = {s.with_(vector=0) for s in narrow if s.vector == 8}
+    assert 2 * len(eight) == len(narrow) and eight == {s for s in narrow if s.vector == 0}
+
+
+def test_small_planes_also_try_one_row_tile_per_plane() -> None:
+    def heights(shape: tuple[int, int, int], kernel: str) -> set[int]:
+        return {s.tile_h for s in conv_space(_layer(), "c", vector=16, in_shape=shape)
+                if s.kernel == kernel}
+    # 7 output rows: a 7-row tile for the pattern and taps kernels; 14 rows: none
+    assert 7 in heights((8, 7, 7), "pattern") and 7 in heights((8, 7, 7), "taps")
+    assert heights((8, 14, 14), "taps") == {2, 3, 4}
+    # 4 rows are already a candidate, nothing added twice
+    assert heights((8, 4, 4), "taps") == {2, 3, 4}
 
 
 def test_signature_separates_shapes_not_masks() -> None:
@@ -156,3 +167,23 @@ def test_narrow_layer_logged_without_8_float_candidates_is_tuned_again(
     # now complete: replayed, nothing measured (the planted record is still the fastest)
     best = tune_layer(layer, shape, "c", trials=2, log=log, threads=1, repeats=1)
     assert len(log.records()) == len(recs) and best == Schedule(kernel="taps")
+
+
+@pytest.mark.needs_cc
+def test_records_of_another_cpu_are_not_replayed(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import workbench.codegen.tune as tune
+    from workbench.codegen.build import cpu_id
+    from workbench.codegen.schedule import Schedule
+    assert tune.target_id("c").endswith(":" + cpu_id()) and cpu_id()
+    log = TuningLog(tmp_path / "tune.jsonl")
+    layer, shape = _layer(), (8, 12, 12)
+    sig = layer_signature(layer, shape)
+    # the same ISA and width, measured on another CPU generation
+    monkeypatch.setattr(tune, "cpu_id", lambda: "AuthenticAMD-25-17")
+    log.append({"signature": sig, "target": tune.target_id("c"), "threads": 1, "ms": 1e-6,
+                "schedule": Schedule(tile_h=3).to_dict(), "version": LOG_VERSION})
+    monkeypatch.undo()
+    assert log.best(sig, tune.target_id("c"), 1) is None
+    tune_layer(layer, shape, "c", trials=2, log=log, threads=1, repeats=1)
+    assert len(log.records()) > 1

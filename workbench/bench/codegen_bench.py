@@ -70,7 +70,7 @@ def prune_model(model: nn.Module, keep: float = 0.3) -> nn.Module:
 def fma_peak(seconds: float = 0.5) -> float:
     """GFLOP/s of one core running only independent vector FMAs (generated C, this machine):
     the best of the widths our kernels run here (a 16-float host also runs 8-float kernels,
-    and on the Zen 4 VM of 2026-12-01 those reach 117 GFLOP/s against 98 for 16 floats)."""
+    and Zen 4 splits each 16-float FMA in two, so there both widths run at one rate)."""
     vw = host_vector_width()
     return max(_fma_rate(v, seconds) for v in ((vw, 8) if vw == 16 else (vw,)))
 
@@ -80,9 +80,11 @@ def _fma_rate(vw: int, seconds: float) -> float:
     accs = 12 if vw == 8 else 24
     body = "\n".join(f"    a{i} = a{i} * m + c;" for i in range(accs))
     # an empty asm that claims to change the accumulators keeps the FMAs from being folded;
-    # GCC allows 30 operands per asm and "+x" counts twice, so 8 accumulators per statement
+    # GCC allows 30 operands per asm and "+v" counts twice, so 8 accumulators per statement.
+    # "v", not "x": "x" names only the 16 registers of SSE, so 24 accumulators spilled and the
+    # probe read 132 GFLOP/s for 16 floats on a Zen 5 core that does 277
     fences = "\n".join('    __asm__ volatile("" : ' +
-                       ", ".join(f'"+x"(a{i})' for i in range(g, min(g + 8, accs))) + ");"
+                       ", ".join(f'"+v"(a{i})' for i in range(g, min(g + 8, accs))) + ");"
                        for g in range(0, accs, 8))
     src = f"""#include <stdint.h>
 typedef float vf __attribute__((vector_size({vw * 4})));
@@ -264,10 +266,11 @@ def machine_info() -> dict[str, Any]:
     import subprocess
 
     import numba
-    from workbench.codegen.build import c_compiler
+    from workbench.codegen.build import c_compiler, cpu_id
     from workbench.provenance import cpu_name
     cc = c_compiler()
-    return {"cpu": cpu_name(), "machine": platform.machine(), "vector_floats": host_vector_width(),
+    return {"cpu": cpu_name(), "cpu_id": cpu_id(), "machine": platform.machine(),
+            "vector_floats": host_vector_width(),
             "cc": subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
             .splitlines()[0], "torch": torch.__version__, "numba": numba.__version__,
             "numpy": np.__version__, "python": platform.python_version()}

@@ -2,7 +2,7 @@
 
 The search space of a layer is data (a ScheduleSpace); the tuner is a plain loop over a
 seeded sample of it. Each measurement is one JSON line in a log keyed by (layer signature,
-target, threads); a later run reads the log and re-applies the fastest entry without
+target, threads), the target naming the CPU it ran on (target_id); a later run reads the log and re-applies the fastest entry without
 measuring. The log lives in $WORKBENCH_CACHE/tuning.jsonl unless another path is given. Records carry
 the version of the schedule space (LOG_VERSION): replaying a key measured only under another
 version raises TuningLogError, since its best was chosen without the newer candidates.
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.codegen.build import cache_dir, debug, host_vector_width
+from workbench.codegen.build import cache_dir, cpu_id, debug, host_vector_width
 from workbench.codegen.ir import is_depthwise_layer, is_direct_candidate, is_pointwise_layer, \
     reads_plain_stride2
 from workbench.codegen.kernel import CompiledLayer
@@ -43,7 +43,9 @@ from workbench.codegen.schedule import (Schedule, ScheduleSpace, UnionSpace, c_d
 # the plain buffer (ir.reads_plain_stride2), and search the taps and pblock kernels too; at
 # 1 thread, schedules that differ only in how threads split the work are sampled once; 1x1
 # layers sample twice as many
-LOG_VERSION = 5
+# 6: targets name the CPU (target_id); 3x3 layers with at most 8 output rows also try one
+# row tile per plane (_whole_plane)
+LOG_VERSION = 6
 
 
 class TuningLogError(RuntimeError):
@@ -62,9 +64,13 @@ def layer_signature(layer: Layer, in_shape: tuple[int, ...]) -> str:
 
 
 def target_id(emitter: str) -> str:
-    """The machine and code generator a schedule was measured for."""
+    """The code generator, ISA, vector width and CPU (build.cpu_id) a schedule was measured for,
+    e.g. "c:x86_64:v16:AuthenticAMD-26-2". Records of the same ISA on another CPU generation
+    are not replayed: on Zen 4 (16-float FMAs at the 8-float rate) the tuner chose 8-float
+    GEMMs that run at half the rate of 16-float ones on Zen 5. Logs written before 2026-12-01
+    (third session) carry no CPU ("c:x86_64:v16") and are kept, unreplayed."""
     vec = host_vector_width() if emitter == "c" else 0
-    return f"{emitter}:{platform.machine()}:v{vec}"
+    return f"{emitter}:{platform.machine()}:v{vec}:{cpu_id()}"
 
 
 def narrow_vector(layer: Layer, in_shape: tuple[int, int, int], vector: int) -> int | None:
@@ -92,6 +98,13 @@ def _also_narrow(space: ScheduleSpace | UnionSpace, narrow: int | None
                                  for p in parts)))
 
 
+def _whole_plane(rows: tuple[int, ...], ho: int) -> tuple[int, ...]:
+    """rows, plus ho itself where the output has at most 8 rows: one row tile per plane, so
+    each filter's weights are read once per image (ResNet-50's 14 -> 7 stride-2 layer, 1.3 MB
+    of weights against a 1 MB L2, took 3.1 ms in the network and 1.6 ms alone in 2 tiles)."""
+    return rows + (ho,) if 0 < ho <= 8 and ho not in rows else rows
+
+
 def conv_space(layer: Layer, emitter: str, vector: int | None = None,
                in_shape: tuple[int, int, int] | None = None) -> ScheduleSpace | UnionSpace:
     """The candidate schedules of a conv layer for an emitter (see Schedule for the knobs):
@@ -113,14 +126,16 @@ def conv_space(layer: Layer, emitter: str, vector: int | None = None,
         return _also_narrow(gemm_space(vec), narrow)
     if is_depthwise_layer(layer):
         return depthwise_space(vec)
-    pattern = ScheduleSpace.of(Schedule(), tile_h=(2, 3, 4, 6), tile_w=widths, lre=(1, 2),
+    ho = out_shape(layer, [in_shape])[1] if in_shape is not None else 0
+    pattern = ScheduleSpace.of(Schedule(), tile_h=_whole_plane((2, 3, 4, 6), ho),
+                               tile_w=widths, lre=(1, 2),
                                loop_order=("filter_cols", "cols_filter"))
     if is_direct_candidate(layer):
         pattern = UnionSpace((pattern, direct_space(vec)))
     if tuple(layer.attrs["stride"]) == (2, 2) and reads_plain_stride2(layer):
         return _also_narrow(pattern, narrow)
     # taps kernel: th x tw accumulators within 16 (AVX2) / 32 registers, L1 channel blocks
-    taps = ScheduleSpace.of(Schedule(kernel="taps"), tile_h=(2, 3, 4),
+    taps = ScheduleSpace.of(Schedule(kernel="taps"), tile_h=_whole_plane((2, 3, 4), ho),
                             tile_w=(2, 3, 4) if vec == 8 else (2, 4, 6),
                             cblock=(8, 16, 32), loop_order=("filter_cols", "cols_filter"))
     return _also_narrow(UnionSpace((*getattr(pattern, "parts", (pattern,)), taps,
@@ -170,7 +185,8 @@ class TuningLog:
                 f"tuning log {self.path} has {signature} at {threads} thread(s) measured only "
                 f"with schedule-space version(s) {old}, this code searches version "
                 f"{LOG_VERSION} (2 added the taps kernel, 3 the 1x1 GEMM, depthwise and direct "
-                f"kernels, 4 the pblock kernel, 5 phase-split stride-2 inputs): delete the log or tune into a new one "
+                f"kernels, 4 the pblock kernel, 5 phase-split stride-2 inputs, 6 whole-plane "
+                f"row tiles and the CPU in the target): delete the log or tune into a new one "
                 f"(retune=True appends version-{LOG_VERSION} records)")
         hits = current
         if not hits or (needs_vector is not None and
