@@ -66,9 +66,10 @@ def layer_signature(layer: Layer, in_shape: tuple[int, ...]) -> str:
 def target_id(emitter: str) -> str:
     """The code generator, ISA, vector width and CPU (build.cpu_id) a schedule was measured for,
     e.g. "c:x86_64:v16:AuthenticAMD-26-2". Records of the same ISA on another CPU generation
-    are not replayed: on Zen 4 (16-float FMAs at the 8-float rate) the tuner chose 8-float
-    GEMMs that run at half the rate of 16-float ones on Zen 5. Logs written before 2026-12-01
-    (third session) carry no CPU ("c:x86_64:v16") and are kept, unreplayed."""
+    are not replayed: Zen 4 splits 16-float FMAs in two, and there the tuner chose 8-float
+    vectors for ResNet-50's 512 -> 2048 GEMM on 7x7 (1.03 ms vs 1.15 at 16 floats); Zen 5
+    does not, and there 16 floats win (0.50 ms vs 0.87). Older records carry no CPU
+    ("c:x86_64:v16") and stay in the log, never replayed."""
     vec = host_vector_width() if emitter == "c" else 0
     return f"{emitter}:{platform.machine()}:v{vec}:{cpu_id()}"
 
@@ -76,8 +77,9 @@ def target_id(emitter: str) -> str:
 def narrow_vector(layer: Layer, in_shape: tuple[int, int, int], vector: int) -> int | None:
     """8 where a 16-float host would fill 8-float vectors better with this layer's output
     (rows of a 3x3 conv, whole planes of a 1x1 GEMM), else None. A 7-wide output row uses 7
-    of 16 lanes: ResNet-50's 7x7 3x3 layers ran 1.08 -> 0.71 ms and its 7x7 GEMMs ~10%
-    faster in 8-float vectors, which keep AVX-512's 32 registers (AVX-512VL)."""
+    of 16 lanes: on Zen 4, ResNet-50's 7x7 3x3 layers ran 1.08 -> 0.71 ms and its 7x7 GEMMs
+    ~10% faster in 8-float vectors, which keep AVX-512's 32 registers (AVX-512VL). The tuner
+    measures both widths: on Zen 5 (full-width 16-float FMAs) the GEMMs go back to 16."""
     if vector != 16 or is_depthwise_layer(layer):
         return None
     _, ho, wo = out_shape(layer, [in_shape])
