@@ -303,6 +303,17 @@ def test_gemm_kernel_matches_conv2d(n: int, c: int, o: int, h: int, w: int, stri
     assert err < 1e-4
 
 
+def test_gemm_kernel_prefetches_its_weights_ahead() -> None:
+    # in a network the weights come from DRAM: each channel step prefetches the packed
+    # weights GEMM_WEIGHT_PREFETCH steps ahead (tile_o floats per step)
+    from workbench.codegen.render_c import GEMM_WEIGHT_PREFETCH
+    layer = conv_layer(np.ones((16, 32, 1, 1), np.float32))
+    src = render_c(conv_ir(layer, (32, 7, 7), 16), Schedule(kernel="gemm", tile_o=6, tile_w=2))
+    # in both channel loops (all channels, a channel list) of every register-tile width
+    assert src.count(f"__builtin_prefetch(w + {6 * GEMM_WEIGHT_PREFETCH});") == \
+        2 * src.count("static void gk_") > 0
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("hw", [(7, 7), (14, 14), (9, 20)])
 def test_gemm_kernel_writes_padded_layouts(stride: int, hw: tuple[int, int]) -> None:
