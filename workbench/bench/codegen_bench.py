@@ -75,8 +75,9 @@ def fma_peak(seconds: float = 0.5) -> float:
     return max(_fma_rate(v, seconds) for v in ((vw, 8) if vw == 16 else (vw,)))
 
 
-def _fma_rate(vw: int, seconds: float) -> float:
-    """GFLOP/s of one core running independent FMAs on vw-float vectors."""
+def fma_probe_source(vw: int) -> tuple[str, int]:
+    """(C source of wb_peak(n): n rounds of independent FMAs on vw-float vectors, its
+    accumulator count)."""
     accs = 12 if vw == 8 else 24
     body = "\n".join(f"    a{i} = a{i} * m + c;" for i in range(accs))
     # an empty asm that claims to change the accumulators keeps the FMAs from being folded;
@@ -99,6 +100,12 @@ double wb_peak(long n) {{
   return s[0];
 }}
 """
+    return src, accs
+
+
+def _fma_rate(vw: int, seconds: float) -> float:
+    """GFLOP/s of one core running independent FMAs on vw-float vectors."""
+    src, accs = fma_probe_source(vw)
     fn = build_c(src).wb_peak
     fn.argtypes, fn.restype = [ctypes.c_long], ctypes.c_double
     n = 1_000_000
