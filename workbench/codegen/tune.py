@@ -3,9 +3,10 @@
 The search space of a layer is data (a ScheduleSpace); the tuner is a plain loop over a
 seeded sample of it. Each measurement is one JSON line in a log keyed by (layer signature,
 target, threads), the target naming the CPU it ran on (target_id); a later run reads the
-log and re-applies the fastest entry without measuring. The log lives in $WORKBENCH_CACHE/tuning.jsonl unless another path is given. Records carry
-the version of the schedule space (LOG_VERSION): replaying a key measured only under another
-version raises TuningLogError, since its best was chosen without the newer candidates.
+log and re-applies the fastest entry without measuring. The log lives in
+$WORKBENCH_CACHE/tuning.jsonl unless another path is given. Records carry the version of the
+schedule space (LOG_VERSION): replaying a key measured only under another version raises
+TuningLogError, since its best was chosen without the newer candidates.
 """
 from __future__ import annotations
 
