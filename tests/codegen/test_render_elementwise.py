@@ -12,7 +12,10 @@ import torch.nn.functional as F
 from workbench.codegen.build import build_c
 from workbench.codegen.ir import Layout
 from workbench.codegen.lr import Layer, LRError
-from workbench.codegen.render_elementwise import render_add, render_global_avgpool, render_maxpool
+from workbench.codegen.ir import conv_src_layout
+from workbench.codegen.lr import conv_layer
+from workbench.codegen.render_elementwise import render_add, render_global_avgpool, \
+    render_maxpool, render_phase_split
 
 pytestmark = pytest.mark.needs_cc
 
@@ -93,3 +96,30 @@ def test_global_avgpool_matches_torch(padded: bool, hw: tuple[int, int]) -> None
     np.testing.assert_allclose(dst.read(yb, n), ref, rtol=1e-6, atol=1e-6)
     with pytest.raises(LRError, match="is not 17 x 1 x 1"):
         render_global_avgpool(src, Layout(c, 2, 1))
+
+
+@pytest.mark.parametrize("hw", [(56, 56), (7, 9), (14, 14), (1, 3)])
+@pytest.mark.parametrize("stride", [2, 3])
+@pytest.mark.parametrize("padded_src", [False, True])
+def test_phase_split_writes_what_layout_write_does(hw: tuple[int, int], stride: int,
+                                                   padded_src: bool) -> None:
+    rng = np.random.default_rng(hw[0] + stride)
+    n, c, (h, w) = 2, 5, hw
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    src = Layout(c, h, w, 1, 1, rows=h + 3, row=w + 5) if padded_src else Layout(c, h, w)
+    # the phases a 3x3 stride-s conv with padding 1 reads, and an odd border
+    conv = conv_layer(rng.standard_normal((4, c, 3, 3)).astype(np.float32), padding=1,
+                      stride=stride)
+    for dst in (conv_src_layout(conv, h, w, 16), Layout(c, h, w, 2, 1, stride, stride)):
+        fn = build_c(render_phase_split(src, dst)).wb_split
+        fn.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int, ctypes.c_int]
+        xb, yb, ref = src.alloc(n), dst.alloc(n), dst.alloc(n)
+        src.write(xb, x)
+        dst.write(ref, x)
+        fn(xb.ctypes.data, yb.ctypes.data, n, 2)
+        np.testing.assert_array_equal(yb, ref)   # borders and row padding stay zero
+
+
+def test_phase_split_refuses_other_shapes() -> None:
+    with pytest.raises(LRError, match="shapes differ"):
+        render_phase_split(Layout(3, 4, 4), Layout(3, 4, 6, 1, 1, 2, 2))

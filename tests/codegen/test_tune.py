@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from workbench.codegen.lr import conv_layer
-from workbench.codegen.tune import LOG_VERSION, TuningLog, TuningLogError, conv_space, \
-    layer_signature, narrow_vector, tune_layer, tune_network
+from workbench.codegen import tune
+from workbench.codegen.build import last_level_cache_bytes
+from workbench.codegen.tune import LOG_VERSION, CacheEvictor, TuningLog, TuningLogError, \
+    conv_space, layer_signature, narrow_vector, tune_layer, tune_network
 
 from .helpers import pattern_pruned
 
@@ -77,6 +79,27 @@ def test_signature_separates_shapes_not_masks() -> None:
     assert layer_signature(a, (8, 12, 12)) != layer_signature(a, (8, 14, 14))
     assert layer_signature(a, (8, 12, 12)).split(":P")[0] == \
         layer_signature(b, (8, 12, 12)).split(":P")[0]
+
+
+@pytest.mark.needs_cc
+def test_cache_evictor_dirties_every_line_of_twice_the_last_level_cache() -> None:
+    evict = CacheEvictor()
+    assert evict.buf.nbytes == 2 * last_level_cache_bytes()
+    evict(2)
+    evict(1)
+    lines = evict.buf[::16]
+    assert np.all(lines == 2.0) and np.all(evict.buf[1::16] == 0.0)
+
+
+@pytest.mark.needs_cc
+def test_tuner_evicts_caches_before_every_timed_call(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(tune, "_evictor", lambda: calls.append)
+    tune_layer(_layer(), (8, 12, 12), "c", trials=2, log=TuningLog(tmp_path / "t.jsonl"),
+               threads=1, repeats=3)
+    # two candidates (the pattern and taps defaults), three timed calls each, one thread
+    assert calls == [1] * 6
 
 
 @pytest.mark.needs_cc

@@ -126,6 +126,21 @@ def cpu_id() -> str:
     return (platform.processor() or platform.machine() or "unknown").replace(":", "-")
 
 
+def last_level_cache_bytes(root: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int:
+    """Bytes of this CPU's largest (last-level) cache from sysfs, else 32 MiB."""
+    best = 0
+    for d in sorted(root.glob("index*")):
+        try:
+            size = (d / "size").read_text().strip()
+        except OSError:
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:].upper(), 1)
+        digits = size.rstrip("KMGkmg")
+        if digits.isdigit():
+            best = max(best, int(digits) * scale)
+    return best or 32 << 20
+
+
 def _compiler_id(cc: str) -> str:
     try:
         return subprocess.run([cc, "--version"], capture_output=True, text=True,

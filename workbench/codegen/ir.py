@@ -218,8 +218,9 @@ def conv_src_layout(layer: Layer, h: int, w: int, vector: int, extra_cols: int =
         cols = w + 2 * pw + extra_cols
         rows = max(sh * (ho - 1) + dh * (kh - 1) + 2, h + 2 * ph)
         return Layout(c, h, w, ph, pw, 1, 1, rows=rows, row=round_up(cols, vector))
-    cols = max(round_up(wo, vector) + vector + (dw * (kw - 1)) // sw + extra_cols,
-               -(-(w + pw) // sw))
+    # Phase planes get tight rows too: output column x < wo reads plane columns up to
+    # x + (dw * (kw - 1)) // sw, so rows that long keep every stored lane inside its row.
+    cols = max(wo + (dw * (kw - 1)) // sw + extra_cols, -(-(w + pw) // sw))
     rows = max(ho + (dh * (kh - 1)) // sh + 1, -(-(h + ph) // sh))
     return Layout(c, h, w, ph, pw, sh, sw, rows=rows, row=round_up(cols, max(vector, ROW_ALIGN)))
 

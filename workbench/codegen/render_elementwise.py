@@ -1,7 +1,7 @@
 """C emitter for the memory-bound steps between convolutions: max pooling, global average
-pooling and the residual add (with its activation), read and written in the networks' buffer
-layouts (any zero border and row padding, one phase), threads via OpenMP over (image, channel)
-planes.
+pooling, the residual add (with its activation) and the split of a value into the stride
+phases a strided conv reads, in the networks' buffer layouts (any zero border and row
+padding), threads via OpenMP over (image, channel) planes.
 
 They do no arithmetic to speak of, so the point is one pass over memory each: the add reads
 both inputs and writes the output once with the activation applied on the way (NumPy needs a
@@ -146,3 +146,35 @@ def render_global_avgpool(src: Layout, dst: Layout) -> str:
         "  }",
         "  return 0;",
         "}", ""])
+
+
+def render_phase_split(src: Layout, dst: Layout) -> str:
+    """C source of `int wb_split(x, y, n, threads)`: the (n, C, H, W) value held in one-phase
+    layout src copied into dst, split into dst's stride phases. Only pixels of the image are
+    written: dst's zero border stays as allocated. (NumPy did it on one thread through four
+    strided views: 0.11 ms of ResNet-50's 56 -> 28 stride-2 layer, a fifth of its time.)"""
+    if (src.c, src.h, src.w) != (dst.c, dst.h, dst.w):
+        raise LRError(f"render_phase_split: shapes differ: {src}, {dst}")
+    sy, sx = dst.sy, dst.sx
+    what = f"split {src.c}x{src.h}x{src.w} into {sy}x{sx} phases"
+    L = [HEADER.format(what=what),
+         "int wb_split(const float *restrict xin, float *restrict yout, int n_img, int threads) {",
+         f"  const long jobs = (long)n_img * {src.c};",
+         "  #pragma omp parallel for schedule(static) num_threads(threads)",
+         "  for (long job = 0; job < jobs; ++job) {",
+         f"    const long n = job / {src.c}, c = job % {src.c};",
+         f"    const float *xc = xin + n * {src.image} + c * {src.chan} + {_origin(src)};",
+         f"    float *yc = yout + n * {dst.image} + c * {dst.chan};",
+         f"    for (int y = 0; y < {src.h}; ++y) {{",
+         f"      const float *xr = xc + (size_t)y * {src.row_stride};",
+         f"      const int yp = y + {dst.top};",
+         f"      float *yr = yc + (size_t)(yp % {sy}) * {sx * dst.plane} + "
+         f"(size_t)(yp / {sy}) * {dst.row_stride};"]
+    for px in range(sx):
+        x0 = (px - dst.left) % sx          # first image column of this column phase
+        count = len(range(x0, src.w, sx))
+        col0 = (x0 + dst.left) // sx       # its column in the phase plane
+        L.append(f"      for (int k = 0; k < {count}; ++k) "
+                 f"yr[{px * dst.plane + col0} + k] = xr[{x0} + {sx} * k];")
+    L += ["    }", "  }", "  return 0;", "}", ""]
+    return "\n".join(L)

@@ -3,8 +3,9 @@
 Every value gets one buffer layout, chosen for its readers: the zero-bordered, row-aligned
 layout its stride-1 convolutions read (so the producing kernel writes straight into it and
 no padding copy is made), else plain NCHW. A reader that cannot use that layout (a strided
-conv wants stride phases) gets its own copy. Buffers of values that are dead are reused by
-later values of the same layout, so their zero borders stay valid.
+conv wants stride phases) gets its own copy, split by a C kernel (render_phase_split).
+Buffers of values that are dead are reused by later values of the same layout, so their
+zero borders stay valid.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from workbench.codegen.kernel import CompiledLayer
 from workbench.codegen.lr import LR, Layer, LRError
 from workbench.codegen.parallel import default_threads, run_jobs
 from workbench.codegen.render_c import render_linear
-from workbench.codegen.render_elementwise import render_add, render_global_avgpool, render_maxpool
+from workbench.codegen.render_elementwise import render_add, render_global_avgpool, \
+    render_maxpool, render_phase_split
 from workbench.codegen.render_numba import render_numba
 from workbench.codegen.schedule import Schedule
 
@@ -168,12 +170,21 @@ class CPlan:
             # build now, not in the first timed call
             kern._c_kernel(h, w, src_lay, dst_lay, res_lay)
             private, res_private = f"{layer.name}\0in", f"{layer.name}\0res"
+            split = None
+            if copy and src_lay.phases > 1 and self.layouts[src_v].phases == 1:
+                # the stride phases a strided conv reads, split by a C kernel on all threads
+                split = build_c(render_phase_split(self.layouts[src_v], src_lay)).wb_split
+                split.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int, ctypes.c_int]
+            addr = _Addresses()
 
             def conv(bufs: dict[str, np.ndarray], n: int) -> None:
                 src = bufs[src_v]
                 if copy:
                     src = bufs[private]
-                    src_lay.write(src, self.layouts[src_v].read(bufs[src_v], n))
+                    if split is not None:
+                        split(addr(0, bufs[src_v]), addr(1, src), n, default_threads())
+                    else:
+                        src_lay.write(src, self.layouts[src_v].read(bufs[src_v], n))
                 res = bufs[res_v] if res_v else None
                 if res_copy:
                     res = bufs[res_private]

@@ -1,15 +1,18 @@
 """Auto-tuning: measure schedules per layer, log every measurement, replay the best.
 
 The search space of a layer is data (a ScheduleSpace); the tuner is a plain loop over a
-seeded sample of it. Each measurement is one JSON line in a log keyed by (layer signature,
-target, threads), the target naming the CPU it ran on (target_id); a later run reads the
-log and re-applies the fastest entry without measuring. The log lives in
-$WORKBENCH_CACHE/tuning.jsonl unless another path is given. Records carry the version of the
-schedule space (LOG_VERSION): replaying a key measured only under another version raises
-TuningLogError, since its best was chosen without the newer candidates.
+seeded sample of it, each candidate timed after a cache eviction (C kernels; CacheEvictor),
+as a layer runs inside a network that streams more than the cache holds. Each measurement
+is one JSON line in a log keyed by (layer signature, target, threads), the target naming the
+CPU it ran on (target_id); a later run reads the log and re-applies the fastest entry
+without measuring. The log lives in $WORKBENCH_CACHE/tuning.jsonl unless another path is
+given. Records carry the version of the schedule space (LOG_VERSION): replaying a key
+measured only under another version raises TuningLogError, since its best was chosen
+without the newer candidates.
 """
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
 import json
 import os
@@ -22,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from workbench.codegen.build import cache_dir, cpu_id, debug, host_vector_width
+from workbench.codegen.build import build_c, cache_dir, cpu_id, debug, host_vector_width, \
+    last_level_cache_bytes
 from workbench.codegen.ir import is_depthwise_layer, is_direct_candidate, is_pointwise_layer, \
     reads_plain_stride2
 from workbench.codegen.kernel import CompiledLayer
@@ -46,7 +50,9 @@ from workbench.codegen.schedule import (Schedule, ScheduleSpace, UnionSpace, c_d
 # layers sample twice as many
 # 6: targets name the CPU (target_id); 3x3 layers with at most 8 output rows also try one
 # row tile per plane (_whole_plane)
-LOG_VERSION = 6
+# 7: every candidate is timed after a cache eviction (CacheEvictor), not hot; stride-2
+# convs read tighter phase planes (ir.conv_src_layout)
+LOG_VERSION = 7
 
 
 class TuningLogError(RuntimeError):
@@ -190,7 +196,7 @@ class TuningLog:
                 f"with schedule-space version(s) {old}, this code searches version "
                 f"{LOG_VERSION} (2 added the taps kernel, 3 the 1x1 GEMM, depthwise and direct "
                 f"kernels, 4 the pblock kernel, 5 phase-split stride-2 inputs, 6 whole-plane "
-                f"row tiles and the CPU in the target): delete the log or tune into a new one "
+                f"row tiles and the CPU in the target, 7 timing after a cache eviction): delete the log or tune into a new one "
                 f"(retune=True appends version-{LOG_VERSION} records)")
         hits = current
         if not hits or (needs_vector is not None and
@@ -199,9 +205,49 @@ class TuningLog:
         return Schedule.from_dict(min(hits, key=lambda r: r["ms"])["schedule"])
 
 
-def _time_kernel(kern: CompiledLayer, in_shape: tuple[int, int, int], repeats: int) -> float:
-    """Median seconds of one call of the kernel on random data (its own buffers, no copies)."""
+_EVICT_SOURCE = r"""
+void wb_evict(float *buf, long n, int threads) {
+  #pragma omp parallel for schedule(static) num_threads(threads)
+  for (long i = 0; i < n; i += 16) buf[i] += 1.0f;   /* one write per 64-byte line */
+}
+"""
+
+
+class CacheEvictor:
+    """Dirties a buffer of twice the last-level cache on `threads` threads, so that what a
+    kernel reads next comes from DRAM and its writes first push dirty lines out: the state a
+    layer meets inside ResNet-50 or VGG-16, which stream 60+ MB per image through a 32 MB L3.
+    Timed hot, the pblock kernel won ResNet-50's 14x14 3x3 layers (0.166 vs 0.230 ms at 2
+    threads on Zen 5) and lost them in the network (0.294 vs 0.205); timed after an eviction
+    the order was the network's (0.286 vs 0.216)."""
+
+    def __init__(self) -> None:
+        self.buf = np.zeros(2 * last_level_cache_bytes() // 4, np.float32)
+        self._fn = build_c(_EVICT_SOURCE).wb_evict
+        self._fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_int]
+
+    def __call__(self, threads: int) -> None:
+        """Evict (about 2 ms for 64 MB on one Zen 5 core)."""
+        self._fn(self.buf.ctypes.data, self.buf.size, max(1, threads))
+
+
+_EVICTOR: CacheEvictor | None = None
+
+
+def _evictor() -> CacheEvictor:
+    global _EVICTOR
+    if _EVICTOR is None:
+        _EVICTOR = CacheEvictor()
+    return _EVICTOR
+
+
+def _time_kernel(kern: CompiledLayer, in_shape: tuple[int, int, int], repeats: int,
+                 cold: bool = False) -> float:
+    """Median seconds of one call of the kernel on random data (its own buffers, no copies);
+    cold: caches evicted before every call (CacheEvictor; C kernels only)."""
     c, h, w = in_shape
+    evict = _evictor() if cold and kern.emitter == "c" else None
+    threads = kern.schedule.threads or default_threads()
     rng = np.random.default_rng(0)
     if kern.emitter == "c":
         ir, _ = kern._c_kernel(h, w)
@@ -219,6 +265,8 @@ def _time_kernel(kern: CompiledLayer, in_shape: tuple[int, int, int], repeats: i
     call()
     times = []
     for _ in range(repeats):
+        if evict is not None:
+            evict(threads)
         t0 = time.perf_counter()
         call()
         times.append(time.perf_counter() - t0)
@@ -235,7 +283,8 @@ def tune_layer(layer: Layer, in_shape: tuple[int, int, int], emitter: str = "c",
     (twice as many for 1x1 layers with the C emitter: their GEMM kernels build in a fraction
     of a second, most of ResNet-50's and MobileNet-V2's time is theirs, and the worst GEMM
     tiles take twice as long as the best; twice again where conv_space adds 8-float vectors),
-    each median of `repeats` calls at `threads` threads; logs every measurement.
+    each median of `repeats` calls at `threads` threads (C kernels after a cache eviction each);
+    logs every measurement.
     """
     log = log or TuningLog.default()
     threads = threads or default_threads()
@@ -281,7 +330,7 @@ def tune_layer(layer: Layer, in_shape: tuple[int, int, int], emitter: str = "c",
     for sched in candidates:
         sched = sched.with_(threads=threads)
         kern = CompiledLayer(layer, emitter, sched, in_shape if emitter == "c" else None)
-        t = _time_kernel(kern, in_shape, repeats)
+        t = _time_kernel(kern, in_shape, repeats, cold=emitter == "c")
         log.append({"signature": sig, "target": target, "threads": threads,
                     "schedule": sched.with_(threads=0).to_dict(), "ms": t * 1e3,
                     "version": LOG_VERSION,
