@@ -15,7 +15,7 @@ from workbench.codegen.lr import Layer, LRError
 from workbench.codegen.ir import conv_src_layout
 from workbench.codegen.lr import conv_layer
 from workbench.codegen.render_elementwise import render_add, render_global_avgpool, \
-    render_maxpool, render_phase_split
+    render_maxpool, render_relayout
 
 pytestmark = pytest.mark.needs_cc
 
@@ -101,7 +101,7 @@ def test_global_avgpool_matches_torch(padded: bool, hw: tuple[int, int]) -> None
 @pytest.mark.parametrize("hw", [(56, 56), (7, 9), (14, 14), (1, 3)])
 @pytest.mark.parametrize("stride", [2, 3])
 @pytest.mark.parametrize("padded_src", [False, True])
-def test_phase_split_writes_what_layout_write_does(hw: tuple[int, int], stride: int,
+def test_relayout_writes_what_layout_write_does(hw: tuple[int, int], stride: int,
                                                    padded_src: bool) -> None:
     rng = np.random.default_rng(hw[0] + stride)
     n, c, (h, w) = 2, 5, hw
@@ -110,8 +110,10 @@ def test_phase_split_writes_what_layout_write_does(hw: tuple[int, int], stride: 
     # the phases a 3x3 stride-s conv with padding 1 reads, and an odd border
     conv = conv_layer(rng.standard_normal((4, c, 3, 3)).astype(np.float32), padding=1,
                       stride=stride)
-    for dst in (conv_src_layout(conv, h, w, 16), Layout(c, h, w, 2, 1, stride, stride)):
-        fn = build_c(render_phase_split(src, dst)).wb_split
+    # and a one-phase layout with a border (a fused residual read in its output's layout)
+    for dst in (conv_src_layout(conv, h, w, 16), Layout(c, h, w, 2, 1, stride, stride),
+                Layout(c, h, w, 1, 2, rows=h + 4, row=w + 7)):
+        fn = build_c(render_relayout(src, dst)).wb_relayout
         fn.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int, ctypes.c_int]
         xb, yb, ref = src.alloc(n), dst.alloc(n), dst.alloc(n)
         src.write(xb, x)
@@ -120,6 +122,6 @@ def test_phase_split_writes_what_layout_write_does(hw: tuple[int, int], stride: 
         np.testing.assert_array_equal(yb, ref)   # borders and row padding stay zero
 
 
-def test_phase_split_refuses_other_shapes() -> None:
+def test_relayout_refuses_other_shapes() -> None:
     with pytest.raises(LRError, match="shapes differ"):
-        render_phase_split(Layout(3, 4, 4), Layout(3, 4, 6, 1, 1, 2, 2))
+        render_relayout(Layout(3, 4, 4), Layout(3, 4, 6, 1, 1, 2, 2))

@@ -231,3 +231,33 @@ def test_c_plan_runs_8_float_kernels_in_16_float_layouts(monkeypatch: pytest.Mon
     assert len(kernels) == 3 and all("#define VW 8\n" in k.source for k in kernels)
     x = torch.randn(2, 8, 14, 14)
     assert rel_err(np.asarray(net(x)), model(x).detach().numpy()) < 1e-5
+
+
+@pytest.mark.needs_cc
+def test_c_plan_runs_bound_steps_through_the_driver() -> None:
+    from workbench.codegen.driver import BoundCalls
+    from workbench.codegen.runtime_c import CStep
+    from workbench.models import build_model
+    model = _randomise_bn(_pattern_prune(build_model("resnet18", 10, 32).eval()))
+    net = compile(model, input_shape=(3, 32, 32), emitter="c")
+    plan = net.plan
+    for batch in (2, 1):
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32)).astype(np.float32)
+        y = net(x)
+        runs = plan._runs(plan.buffers(batch), batch)
+        driven = [r for r in runs if not isinstance(r, CStep)]
+        # every conv, add and pool binds (the stride-2 phase splits too); flatten and the
+        # linear layer stay Python steps between the driver calls
+        assert driven and all(isinstance(calls, BoundCalls) for calls, _ in driven)
+        python = [r.layer.op for r in runs if isinstance(r, CStep)]
+        assert set(python) <= {"flatten", "linear"}, python
+        assert list(net.last_times) == [s.layer.name for s in plan.steps]
+        assert all(t >= 0 for t in net.last_times.values())
+        # the same steps called one by one from Python give the same bits
+        bufs = plan.buffers(batch)
+        plan.layouts[net.lr.layers[0].inputs[0]].write(bufs[net.lr.layers[0].inputs[0]], x)
+        for step in plan.steps:
+            step.run(bufs, batch)
+        (out,) = net.lr.outputs
+        np.testing.assert_array_equal(y, plan._view(bufs, out, batch))
+        assert rel_err(y, model(torch.from_numpy(x)).detach().numpy()) < 1e-4

@@ -200,32 +200,39 @@ class CompiledLayer:
               res: np.ndarray | None = None, res_layout: Layout | None = None) -> None:
         """Run the C kernel on buffers already in its layouts (used by the runtime); res: a
         residual (in res_layout, which is dst_layout) added before the activation."""
+        fn, args = self.c_call(src, dst, n, h, w, src_layout, dst_layout, res, res_layout)
+        fn(*args)
+
+    def c_call(self, src: np.ndarray, dst: np.ndarray, n: int, h: int, w: int,
+               src_layout: Layout | None = None, dst_layout: Layout | None = None,
+               res: np.ndarray | None = None, res_layout: Layout | None = None
+               ) -> tuple[Any, tuple[int | None, ...]]:
+        """(ctypes function, its arguments) of run_c's call: addresses and ints only, so a
+        caller may keep them while the buffers live (runtime_c's C driver does)."""
         ir, fn = self._c_kernel(h, w, src_layout, dst_layout, res_layout)
         threads = self.schedule.threads or default_threads()
+        a = self._addr
         if is_pointwise_layer(self.lr):
             b = self._block_sparse()
-            a = self._addr
             extra = (a("res", res),) if res_layout is not None else ()
-            fn(a("src", src), a("dst", dst), a("cptr", b.cptr), a("clist", b.clist),
-               a("wpk", b.wpk), a("bias", self._bias), a("order", b.order), n, threads, *extra)
-            return
+            return fn, (a("src", src), a("dst", dst), a("cptr", b.cptr), a("clist", b.clist),
+                        a("wpk", b.wpk), a("bias", self._bias), a("order", b.order), n, threads,
+                        *extra)
         f = self._pb if self._pb is not None else self.fkw
         dw = self._dense_w.get((h, w, src_layout, dst_layout))
         if dw is not None:
             # only the buffers and the dense weights are read; addresses are cached (each
             # .ctypes.data costs ~1.5 us, as much as a 7x7 depthwise layer's whole kernel)
-            fn(self._addr("src", src), self._addr("dst", dst), None, None, None,
-               self._addr("w", dw), self._addr("bias", self._bias), None, n, threads)
-            return
-        a = self._addr
+            return fn, (a("src", src), a("dst", dst), None, None, None, a("w", dw),
+                        a("bias", self._bias), None, n, threads)
         tp = self._taps.get((h, w, src_layout, dst_layout))
         if tp is not None:
-            fn(a("src", src), a("dst", dst), a("kptr", tp.kptr), a("cidx", tp.off),
-               a("wptr", f.wptr), a("wts", tp.wts), a("bias", self._bias), a("order", f.order),
-               n, threads)
-            return
-        fn(a("src", src), a("dst", dst), a("kptr", f.kptr), a("cidx", f.cidx), a("wptr", f.wptr),
-           a("wts", f.wts), a("bias", self._bias), a("order", f.order), n, threads)
+            return fn, (a("src", src), a("dst", dst), a("kptr", tp.kptr), a("cidx", tp.off),
+                        a("wptr", f.wptr), a("wts", tp.wts), a("bias", self._bias),
+                        a("order", f.order), n, threads)
+        return fn, (a("src", src), a("dst", dst), a("kptr", f.kptr), a("cidx", f.cidx),
+                    a("wptr", f.wptr), a("wts", f.wts), a("bias", self._bias), a("order", f.order),
+                    n, threads)
 
     def _addr(self, slot: str, a: np.ndarray) -> int:
         """a's data address, remembered for the array last passed in this argument slot (one

@@ -1,6 +1,7 @@
 """C emitter for the memory-bound steps between convolutions: max pooling, global average
-pooling, the residual add (with its activation) and the split of a value into the stride
-phases a strided conv reads, in the networks' buffer layouts (any zero border and row
+pooling, the residual add (with its activation) and the copy of a value into another
+layout (the stride phases a strided conv reads, a fused residual's border), in the networks'
+buffer layouts (any zero border and row
 padding), threads via OpenMP over (image, channel) planes.
 
 They do no arithmetic to speak of, so the point is one pass over memory each: the add reads
@@ -148,17 +149,18 @@ def render_global_avgpool(src: Layout, dst: Layout) -> str:
         "}", ""])
 
 
-def render_phase_split(src: Layout, dst: Layout) -> str:
-    """C source of `int wb_split(x, y, n, threads)`: the (n, C, H, W) value held in one-phase
-    layout src copied into dst, split into dst's stride phases. Only pixels of the image are
-    written: dst's zero border stays as allocated. (NumPy did it on one thread through four
-    strided views: 0.11 ms of ResNet-50's 56 -> 28 stride-2 layer, a fifth of its time.)"""
+def render_relayout(src: Layout, dst: Layout) -> str:
+    """C source of `int wb_relayout(x, y, n, threads)`: the (n, C, H, W) value held in
+    one-phase layout src copied into dst (its border, rows, and stride phases if any). Only
+    pixels of the image are written: dst's zero border stays as allocated. (NumPy split
+    phases on one thread through four strided views: 0.11 ms of ResNet-50's 56 -> 28
+    stride-2 layer, a fifth of its time.)"""
     if (src.c, src.h, src.w) != (dst.c, dst.h, dst.w):
-        raise LRError(f"render_phase_split: shapes differ: {src}, {dst}")
+        raise LRError(f"render_relayout: shapes differ: {src}, {dst}")
     sy, sx = dst.sy, dst.sx
-    what = f"split {src.c}x{src.h}x{src.w} into {sy}x{sx} phases"
+    what = f"relayout {src.c}x{src.h}x{src.w} into {sy}x{sx} phase(s)"
     L = [HEADER.format(what=what),
-         "int wb_split(const float *restrict xin, float *restrict yout, int n_img, int threads) {",
+         "int wb_relayout(const float *restrict xin, float *restrict yout, int n_img, int threads) {",
          f"  const long jobs = (long)n_img * {src.c};",
          "  #pragma omp parallel for schedule(static) num_threads(threads)",
          "  for (long job = 0; job < jobs; ++job) {",

@@ -3,7 +3,7 @@
 Every value gets one buffer layout, chosen for its readers: the zero-bordered, row-aligned
 layout its stride-1 convolutions read (so the producing kernel writes straight into it and
 no padding copy is made), else plain NCHW. A reader that cannot use that layout (a strided
-conv wants stride phases) gets its own copy, split by a C kernel (render_phase_split).
+conv wants stride phases) gets its own copy, made by a C kernel (render_relayout).
 Buffers of values that are dead are reused by later values of the same layout, so their
 zero borders stay valid.
 """
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from workbench.codegen.build import build_c, build_numba, host_vector_width
+from workbench.codegen.driver import BoundCalls, Call
 from workbench.codegen.ir import Layout, conv_ir, conv_src_layout, is_pointwise_layer, \
     pointwise_src_layout
 from workbench.codegen.kernel import CompiledLayer
@@ -24,7 +25,7 @@ from workbench.codegen.lr import LR, Layer, LRError
 from workbench.codegen.parallel import default_threads, run_jobs
 from workbench.codegen.render_c import render_linear
 from workbench.codegen.render_elementwise import render_add, render_global_avgpool, \
-    render_maxpool, render_phase_split
+    render_maxpool, render_relayout
 from workbench.codegen.render_numba import render_numba
 from workbench.codegen.schedule import Schedule
 
@@ -103,6 +104,9 @@ class CStep:
     fmas: int
     compiled: CompiledLayer | None = None
     copies: list[str] = field(default_factory=list)   # values it relayouts first
+    # its C calls with the addresses of given buffers (for the driver), None if it does
+    # Python work (flatten, the linear layer's input copy, the Numba and NumPy fallbacks)
+    bind: Callable[[dict[str, np.ndarray], int], list[Call] | None] | None = None
 
 
 class CPlan:
@@ -122,6 +126,8 @@ class CPlan:
                                  else schedule_for(layer)) for layer in lr.layers]
         self._buffers: dict[int, dict[str, np.ndarray]] = {}
         self._slots = self._assign_slots()
+        # (buffers, threads) -> runs: BoundCalls of consecutive bindable steps, else a step
+        self._bound: tuple[dict[str, np.ndarray], int, list[Any]] | None = None
 
     # --- layouts -----------------------------------------------------------------------------
     def _choose(self, v: str) -> Layout:
@@ -170,28 +176,31 @@ class CPlan:
             # build now, not in the first timed call
             kern._c_kernel(h, w, src_lay, dst_lay, res_lay)
             private, res_private = f"{layer.name}\0in", f"{layer.name}\0res"
-            split = None
-            if copy and src_lay.phases > 1 and self.layouts[src_v].phases == 1:
-                # the stride phases a strided conv reads, split by a C kernel on all threads
-                split = build_c(render_phase_split(self.layouts[src_v], src_lay)).wb_split
-                split.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int, ctypes.c_int]
-            addr = _Addresses()
+            # the copies (stride phases, a residual's border) by a C kernel on all threads
+            copy_in = self._relayout(src_v, src_lay) if copy else None
+            copy_res = self._relayout(res_v, dst_lay) if res_copy and res_v else None
 
             def conv(bufs: dict[str, np.ndarray], n: int) -> None:
+                for f, args in bind(bufs, n):
+                    f(*args)
+
+            def bind(bufs: dict[str, np.ndarray], n: int) -> list[Call]:
+                calls: list[Call] = []
                 src = bufs[src_v]
-                if copy:
+                if copy_in is not None:
                     src = bufs[private]
-                    if split is not None:
-                        split(addr(0, bufs[src_v]), addr(1, src), n, default_threads())
-                    else:
-                        src_lay.write(src, self.layouts[src_v].read(bufs[src_v], n))
+                    calls.append((copy_in, (bufs[src_v].ctypes.data, src.ctypes.data, n,
+                                            default_threads())))
                 res = bufs[res_v] if res_v else None
-                if res_copy:
+                if copy_res is not None and res_v:
                     res = bufs[res_private]
-                    dst_lay.write(res, self.layouts[res_v].read(bufs[res_v], n))
-                kern.run_c(src, bufs[layer.name], n, h, w, src_lay, dst_lay, res, res_lay)
+                    calls.append((copy_res, (bufs[res_v].ctypes.data, res.ctypes.data, n,
+                                             default_threads())))
+                calls.append(kern.c_call(src, bufs[layer.name], n, h, w, src_lay, dst_lay, res,
+                                         res_lay))
+                return calls
             st = CStep(layer, conv, "generated", layer.kernel_patterns.kept_weights * out[1] * out[2],
-                       kern)
+                       kern, bind=bind)
             if copy:
                 st.copies.append(private)
                 self.layouts[private] = src_lay
@@ -256,6 +265,15 @@ class CPlan:
             return CStep(layer, act, "library", 0)
         raise LRError(f"layer {layer.name!r}: op {op!r} has no C runtime step")
 
+    def _relayout(self, v: str, to: Layout) -> Any:
+        """The C kernel copying value v from its layout into `to` (render_relayout)."""
+        if self.layouts[v].phases != 1:
+            raise LRError(f"value {v!r} is held in stride phases ({self.layouts[v]}); only "
+                          f"one-phase values are copied into another layout")
+        fn = build_c(render_relayout(self.layouts[v], to)).wb_relayout
+        fn.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int, ctypes.c_int]
+        return fn
+
     def _elementwise_step(self, layer: Layer, source: str, symbol: str) -> CStep:
         """A step running a render_elementwise kernel `symbol(in..., out, n, threads)` on the
         buffers of layer's inputs and output (addresses cached across calls)."""
@@ -266,7 +284,10 @@ class CPlan:
 
         def run(bufs: dict[str, np.ndarray], n: int) -> None:
             fn(*(addr(i, bufs[v]) for i, v in enumerate(names)), n, default_threads())
-        return CStep(layer, run, "generated", 0)
+
+        def bind(bufs: dict[str, np.ndarray], n: int) -> list[Call]:
+            return [(fn, (*(bufs[v].ctypes.data for v in names), n, default_threads()))]
+        return CStep(layer, run, "generated", 0, bind=bind)
 
     def _one_phase(self, *values: str) -> bool:
         """True if every value is a (C, H, W) map held in one phase (the elementwise C
@@ -316,17 +337,47 @@ class CPlan:
         """Bytes of activation buffers for batch n."""
         return sum(4 * n * lay.image for lay in self.slot_layouts)
 
+    def _runs(self, bufs: dict[str, np.ndarray], n: int) -> list[Any]:
+        """The steps as runs: (BoundCalls, names) for consecutive steps whose calls bind to
+        these buffers (one driver call each), else the CStep itself; cached per buffers and
+        thread count (bound arguments hold both)."""
+        threads = default_threads()
+        if self._bound is not None and self._bound[0] is bufs and self._bound[1] == threads:
+            return self._bound[2]
+        runs: list[Any] = []
+        pending: list[tuple[str, list[Call]]] = []
+
+        def flush() -> None:
+            if pending:
+                runs.append((BoundCalls([c for _, c in pending]), [nm for nm, _ in pending]))
+                pending.clear()
+        for step in self.steps:
+            calls = step.bind(bufs, n) if step.bind is not None else None
+            if calls:
+                pending.append((step.layer.name, calls))
+            else:
+                flush()
+                runs.append(step)
+        flush()
+        self._bound = (bufs, threads, runs)
+        return runs
+
     def run(self, x: np.ndarray, times: dict[str, float]) -> list[np.ndarray]:
-        """Run all steps on x (N, C, H, W); returns the outputs as (N, ...) arrays."""
+        """Run all steps on x (N, C, H, W); returns the outputs as (N, ...) arrays and puts
+        each step's seconds in times."""
         import time
         n = x.shape[0]
         bufs = self.buffers(n)
         (name,) = self.lr.inputs
         self.layouts[name].write(bufs[name], x)
-        for step in self.steps:
-            t0 = time.perf_counter()
-            step.run(bufs, n)
-            times[step.layer.name] = time.perf_counter() - t0
+        for r in self._runs(bufs, n):
+            if isinstance(r, CStep):
+                t0 = time.perf_counter()
+                r.run(bufs, n)
+                times[r.layer.name] = time.perf_counter() - t0
+            else:
+                calls, names = r
+                times.update(zip(names, calls().tolist()))
         return [np.array(self._view(bufs, o, n)) for o in self.lr.outputs]
 
 
