@@ -122,6 +122,7 @@ class CPlan:
             for v in layer.inputs:
                 self.readers.setdefault(v, []).append(layer)
         self.layouts = {v: self._choose(v) for v in self.shapes}
+        self._residuals_in_output_layout()
         self.steps = [self._step(layer, fused_given[layer.name] if layer.name in fused_given
                                  else schedule_for(layer)) for layer in lr.layers]
         self._buffers: dict[int, dict[str, np.ndarray]] = {}
@@ -143,6 +144,26 @@ class CPlan:
                 continue  # producers write one phase; a phased reader makes its own copy
             best = pref if best is None else (_merge(best, pref) or best)
         return best or Layout(*shape)
+
+    def _residuals_in_output_layout(self) -> None:
+        """A fused GEMM reads its residual in its output's layout: give the residual value
+        that layout where its other readers accept it, so no copy is made (ResNet-18's
+        downsampling blocks add a 3x3 conv's plain output into a bordered one)."""
+        wanted: dict[str, set[Layout]] = {}
+        for layer in self.lr.layers:
+            if layer.op == "conv2d" and len(layer.inputs) > 1:
+                wanted.setdefault(layer.inputs[1], set()).add(self.layouts[layer.name])
+        for v, lays in wanted.items():
+            if len(lays) != 1 or len(self.shapes[v]) != 3:
+                continue
+            (lay,) = lays
+            if lay == self.layouts[v] or lay.phases != 1:
+                continue
+            ok = all(_accepts(r, self.shapes[v], lay, self.vector)
+                     for r in self.readers.get(v, [])
+                     if r.op == "conv2d" and r.inputs[0] == v)
+            if ok:
+                self.layouts[v] = lay
 
     def _input_layout(self, layer: Layer) -> tuple[Layout, bool]:
         """(layout the conv reads, True if it needs its own copy of the input)."""
