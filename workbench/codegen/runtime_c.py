@@ -104,9 +104,9 @@ class CStep:
     fmas: int
     compiled: CompiledLayer | None = None
     copies: list[str] = field(default_factory=list)   # values it relayouts first
-    # its C calls with the addresses of given buffers (for the driver), None if it does
-    # Python work (flatten, the linear layer's input copy, the Numba and NumPy fallbacks)
-    bind: Callable[[dict[str, np.ndarray], int], list[Call] | None] | None = None
+    # its C calls with the addresses of given buffers (for the driver); None for steps that
+    # do Python work (flatten, the linear layer's input copy, the Numba and NumPy fallbacks)
+    bind: Callable[[dict[str, np.ndarray], int], list[Call]] | None = None
 
 
 class CPlan:
@@ -373,9 +373,8 @@ class CPlan:
                 runs.append((BoundCalls([c for _, c in pending]), [nm for nm, _ in pending]))
                 pending.clear()
         for step in self.steps:
-            calls = step.bind(bufs, n) if step.bind is not None else None
-            if calls:
-                pending.append((step.layer.name, calls))
+            if step.bind is not None:
+                pending.append((step.layer.name, step.bind(bufs, n)))
             else:
                 flush()
                 runs.append(step)
