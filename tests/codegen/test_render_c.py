@@ -285,11 +285,11 @@ def test_kernel_kind_dispatch() -> None:
        pruned=st.booleans(), tile=st.sampled_from([(8, 1), (4, 2), (5, 2), (6, 2), (3, 3), (4, 3)]),
        group=st.integers(1, 5), unroll=st.integers(1, 3), threads=st.integers(1, 2),
        parallel=st.sampled_from(["rows", "filters"]), act=st.sampled_from(["none", "relu", "relu6"]),
-       seed=st.integers(0, 2**16))
+       pack=st.integers(0, 1), seed=st.integers(0, 2**16))
 def test_gemm_kernel_matches_conv2d(n: int, c: int, o: int, h: int, w: int, stride: int,
                                     keep: float, pruned: bool, tile: tuple[int, int], group: int,
                                     unroll: int, threads: int, parallel: str, act: str,
-                                    seed: int) -> None:
+                                    pack: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     wt = rng.standard_normal((o, c, 1, 1)).astype(np.float32)
     wt *= rng.random(wt.shape) < keep
@@ -299,8 +299,42 @@ def test_gemm_kernel_matches_conv2d(n: int, c: int, o: int, h: int, w: int, stri
     b = rng.standard_normal(o).astype(np.float32)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     err = _run(wt, x, b, stride, 0, act=act, kernel="gemm", tile_o=tile[0], tile_w=tile[1],
-               tile_h=group, unroll_k=unroll, threads=threads, parallel=parallel)
+               tile_h=group, unroll_k=unroll, threads=threads, parallel=parallel, pack=pack)
     assert err < 1e-4
+
+
+@pytest.mark.parametrize("vector", [8, 16])
+@pytest.mark.parametrize("parallel", ["rows", "filters"])
+def test_gemm_reads_a_plain_aligned_input_in_place(vector: int, parallel: str) -> None:
+    """pack=0: the register tiles read a plain input whose channels start on whole vectors
+    where it lies (no panel, no copy), with a fused residual too; every other input (a plane
+    of 14x14 = 196 floats, a stride, a border) is packed as with pack=1."""
+    from workbench.codegen.kernel import CompiledLayer
+    rng = np.random.default_rng(vector)
+    c, o = 20, 13
+    wt = rng.standard_normal((o, c, 1, 1)).astype(np.float32)
+    wt[:, 4] = 0.0   # a channel no filter reads
+    b = rng.standard_normal(o).astype(np.float32)
+    layer = conv_layer(wt, b, act="relu")
+    sched = Schedule(kernel="gemm", tile_o=5, tile_w=2, tile_h=3, pack=0, vector=vector,
+                     parallel=parallel, threads=2)
+    for h, w, in_place in ((16, 16, True), (8, 6, True), (14, 14, False)):
+        if (h * w) % vector:
+            assert not in_place
+        x = rng.standard_normal((2, c, h, w)).astype(np.float32)
+        r = rng.standard_normal((2, o, h, w)).astype(np.float32)
+        k = CompiledLayer(layer, "c", sched)
+        src, dst = Layout(c, h, w), Layout(o, h, w)
+        xs, ys, rs = src.alloc(2), dst.alloc(2), dst.alloc(2)
+        src.write(xs, x)
+        dst.write(rs, r)
+        k.run_c(xs, ys, 2, h, w, src, dst, rs, dst)
+        assert ("input read in place" in k.source) == in_place
+        assert ("gpack(" in k.source) != in_place
+        assert rel_err(dst.read(ys, 2), np.maximum(conv_ref(x, wt, b, 1) + r, 0)) < 1e-5
+    # a stride-2 conv reads every other pixel: packed
+    strided = CompiledLayer(conv_layer(wt, b, stride=2), "c", sched, (c, 16, 16))
+    assert "gpack(" in strided.source and "in place" not in strided.source
 
 
 def test_gemm_kernel_prefetches_its_weights_ahead() -> None:

@@ -121,6 +121,26 @@ def test_tune_logs_then_replays(tmp_path: Path) -> None:
 
 
 @pytest.mark.needs_cc
+def test_pointwise_layer_also_times_its_best_reading_in_place(tmp_path: Path) -> None:
+    # 8x8 planes: every channel starts on a whole vector, so the best GEMM schedule is timed
+    # again with pack=0; 7x7 planes cannot be read in place, so nothing more is timed
+    layer = _layer(k=1)
+    for hw, more in ((8, True), (7, False)):
+        log = TuningLog(tmp_path / f"p{hw}.jsonl")
+        best = tune_layer(layer, (8, hw, hw), "c", trials=2, log=log, threads=1, repeats=1)
+        recs = log.records()
+        packed = [r for r in recs if r["schedule"]["pack"] == 1]
+        in_place = [r for r in recs if r["schedule"]["pack"] == 0]
+        assert all(r["schedule"]["kernel"] == "gemm" for r in recs)
+        if more:
+            first = min(packed, key=lambda r: r["ms"])["schedule"]
+            assert [r["schedule"] for r in in_place] == [{**first, "pack": 0}]
+        else:
+            assert not in_place
+        assert best.to_dict() == min(recs, key=lambda r: r["ms"])["schedule"]
+
+
+@pytest.mark.needs_cc
 def test_tune_network_sets_schedules_once_per_signature(tmp_path: Path) -> None:
     from workbench.codegen.lr import LR
     l1, l2 = _layer(), _layer()

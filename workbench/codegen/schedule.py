@@ -42,6 +42,9 @@ class Schedule:
     conv is the older in-place block-sparse GEMM (render_c.render_pointwise); "pblock" = the
     pattern kernel's per-pattern bodies (tile_h, tile_w, lre) inside input-channel blocks of
     cblock, every filter in turn per block, as the taps kernel (render_pblock).
+    pack ("gemm"): 1 = each job copies its pixels of every input channel into packed panels,
+    0 = the register tiles read the input in place where it is plain and vector-aligned
+    (render_c.gemm_can_read_in_place; elsewhere the kernel packs as for 1).
     """
     tile_h: int = 4
     tile_w: int = 2
@@ -55,6 +58,7 @@ class Schedule:
     threads: int = 0
     kernel: str = "pattern"
     cblock: int = 0
+    pack: int = 1
 
     def __post_init__(self) -> None:
         for f in ("tile_h", "tile_w", "unroll_k", "tile_o"):
@@ -71,6 +75,8 @@ class Schedule:
             raise ValueError(f"Schedule.lre must be 0, 1 or 2, got {self.lre}")
         if self.prefetch not in (0, 1):
             raise ValueError(f"Schedule.prefetch must be 0 or 1, got {self.prefetch}")
+        if self.pack not in (0, 1):
+            raise ValueError(f"Schedule.pack must be 0 or 1, got {self.pack}")
         if self.kernel not in KERNELS:
             raise ValueError(f"Schedule.kernel {self.kernel!r} not in {KERNELS}")
         if self.cblock < 0:

@@ -27,11 +27,12 @@ import numpy as np
 
 from workbench.codegen.build import build_c, cache_dir, cpu_id, debug, host_vector_width, \
     last_level_cache_bytes
-from workbench.codegen.ir import is_depthwise_layer, is_direct_candidate, is_pointwise_layer, \
-    reads_plain_stride2
+from workbench.codegen.ir import conv_ir, is_depthwise_layer, is_direct_candidate, \
+    is_pointwise_layer, reads_plain_stride2
 from workbench.codegen.kernel import CompiledLayer
 from workbench.codegen.lr import LR, Layer, out_shape
 from workbench.codegen.parallel import default_threads
+from workbench.codegen.render_c import gemm_can_read_in_place
 from workbench.codegen.schedule import (Schedule, ScheduleSpace, UnionSpace, c_default_schedule,
                                        default_schedule, depthwise_default_schedule,
                                        depthwise_space, direct_default_schedule, direct_space,
@@ -52,7 +53,9 @@ from workbench.codegen.schedule import (Schedule, ScheduleSpace, UnionSpace, c_d
 # row tile per plane (_whole_plane)
 # 7: every candidate is timed after a cache eviction (CacheEvictor), not hot; stride-2
 # convs read tighter phase planes (ir.conv_src_layout)
-LOG_VERSION = 7
+# 8: 1x1 layers whose plain input the GEMM kernel can read in place also time the best
+# schedule found with Schedule.pack = 0 (_in_place_variant)
+LOG_VERSION = 8
 
 
 class TuningLogError(RuntimeError):
@@ -283,7 +286,8 @@ def tune_layer(layer: Layer, in_shape: tuple[int, int, int], emitter: str = "c",
     (twice as many for 1x1 layers with the C emitter: their GEMM kernels build in a fraction
     of a second, most of ResNet-50's and MobileNet-V2's time is theirs, and the worst GEMM
     tiles take twice as long as the best; twice again where conv_space adds 8-float vectors),
-    each median of `repeats` calls at `threads` threads (C kernels after a cache eviction each);
+    each median of `repeats` calls at `threads` threads (C kernels after a cache eviction each),
+    then, for a 1x1 layer, the best of them reading its input in place (_in_place_variant);
     logs every measurement.
     """
     log = log or TuningLog.default()
@@ -327,7 +331,9 @@ def tune_layer(layer: Layer, in_shape: tuple[int, int, int], emitter: str = "c",
     candidates = firsts + [pool[i] for i in picks if pool[i] not in firsts]
     first = firsts[0]
     best, best_t = first, float("inf")
-    for sched in candidates:
+
+    def measure(sched: Schedule) -> None:
+        nonlocal best, best_t
         sched = sched.with_(threads=threads)
         kern = CompiledLayer(layer, emitter, sched, in_shape if emitter == "c" else None)
         t = _time_kernel(kern, in_shape, repeats, cold=emitter == "c")
@@ -338,9 +344,29 @@ def tune_layer(layer: Layer, in_shape: tuple[int, int, int], emitter: str = "c",
                     "pid": os.getpid()})
         if t < best_t:
             best, best_t = sched.with_(threads=0), t
+
+    for sched in candidates:
+        measure(sched)
+    if emitter == "c":
+        follow = _in_place_variant(layer, in_shape, best)
+        if follow is not None and follow not in candidates:
+            measure(follow)
     if debug():
         print(f"# workbench tune: {sig}: best {best.to_dict()} {best_t * 1e3:.3f} ms")
     return best
+
+
+def _in_place_variant(layer: Layer, in_shape: tuple[int, int, int], best: Schedule
+                     ) -> Schedule | None:
+    """best with Schedule.pack = 0 where best is a GEMM schedule that packs and the layer's
+    plain input can be read in place (render_c.gemm_can_read_in_place), else None. Timed
+    after the search rather than as a knob of it: it doubles no space, and whether reading in
+    place pays depends on the tile (ResNet-50 in the network, 1 thread: 56x56 GEMMs 5-12%
+    faster, two others 4-7% slower)."""
+    if best.kernel != "gemm" or best.pack == 0 or not is_pointwise_layer(layer):
+        return None
+    ir = conv_ir(layer, in_shape, best.vector or host_vector_width())
+    return best.with_(pack=0) if gemm_can_read_in_place(ir) else None
 
 
 def tune_network(lr: LR, emitter: str = "c", trials: int = 12, log: TuningLog | None = None,
