@@ -243,7 +243,16 @@ class CPlan:
                 y = bufs[layer.name]
                 fn(x.ctypes.data, y.ctypes.data, wt.ctypes.data, b.ctypes.data, n,
                    sched.threads or default_threads())
-            return CStep(layer, linear, "generated", cin * cout)
+
+            def bind_linear(bufs: dict[str, np.ndarray], n: int) -> list[Call]:
+                return [(fn, (bufs[src_v].ctypes.data, bufs[layer.name].ctypes.data,
+                              wt.ctypes.data, b.ctypes.data, n,
+                              sched.threads or default_threads()))]
+            # the kernel reads x as (N, cin) rows: bound (run by the driver) where the input
+            # buffer is exactly that (a flattened or 1-D value), else copied per call
+            flat_in = len(self.shapes[src_v]) == 1 and self.layouts[src_v].image == cin
+            return CStep(layer, linear, "generated", cin * cout,
+                         bind=bind_linear if flat_in else None)
         if op == "maxpool2d" and self._one_phase(layer.inputs[0], layer.name):
             lays = [self.layouts[v] for v in (layer.inputs[0], layer.name)]
             return self._elementwise_step(layer, render_maxpool(layer, *lays), "wb_maxpool")
@@ -273,6 +282,14 @@ class CPlan:
                 y = self._view(bufs, layer.name, n)
                 y[...] = self._view(bufs, layer.inputs[0], n).mean(axis=(2, 3), keepdims=True)
             return CStep(layer, gap, "library", 0)
+        if op == "flatten" and self._one_phase(layer.inputs[0]):
+            # a copy into plain NCHW order, which is the flattened order (render_relayout)
+            plain = Layout(*self.shapes[layer.inputs[0]])
+            if self.layouts[layer.name].image != plain.image:
+                raise LRError(f"layer {layer.name!r}: flatten of {plain} into "
+                              f"{self.layouts[layer.name]}")
+            return self._elementwise_step(
+                layer, render_relayout(self.layouts[layer.inputs[0]], plain), "wb_relayout")
         if op == "flatten":
             def flatten(bufs: dict[str, np.ndarray], n: int) -> None:
                 x = self._view(bufs, layer.inputs[0], n)
