@@ -105,7 +105,8 @@ class CStep:
     compiled: CompiledLayer | None = None
     copies: list[str] = field(default_factory=list)   # values it relayouts first
     # its C calls with the addresses of given buffers (for the driver); None for steps that
-    # do Python work (flatten, the linear layer's input copy, the Numba and NumPy fallbacks)
+    # do Python work (flatten of a phased value, a linear layer copying a non-flat input, the
+    # Numba and NumPy fallbacks)
     bind: Callable[[dict[str, np.ndarray], int], list[Call]] | None = None
 
 
