@@ -264,3 +264,26 @@ def test_c_plan_runs_bound_steps_through_the_driver() -> None:
         (out,) = net.lr.outputs
         np.testing.assert_array_equal(y, plan._view(bufs, out, batch))
         assert rel_err(y, model(torch.from_numpy(x)).detach().numpy()) < 1e-4
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize("stride", [1, 2])
+def test_c_plan_copies_the_input_in_and_hands_out_plain_outputs(stride: int) -> None:
+    # the input is copied into the first conv's layout by a C kernel (bordered at stride 1;
+    # plain at stride 2, where the conv's step splits it into phases); the plain output is written straight into a new array per
+    # call, also where its slot held an earlier value of the same layout (the 3x3's output)
+    torch.manual_seed(stride)
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, stride, 1), nn.ReLU(), nn.Conv2d(8, 16, 1),
+                          nn.ReLU(), nn.Conv2d(16, 8, 1)).eval()
+    net = compile(model, input_shape=(8, 12, 12), emitter="c")
+    plan = net.plan
+    (x_name,), (out,) = plan.lr.inputs, plan.lr.outputs
+    first = plan.lr.layers[0].name
+    assert plan.layouts[x_name].dense == (stride == 2)
+    assert plan._slots[out] == plan._slots[first] and out in plan._handed_out
+    xs = [torch.randn(2, 8, 12, 12) for _ in range(3)]
+    ys = [net(x) for x in xs]
+    for x, y in zip(xs, ys):
+        assert rel_err(y.numpy(), model(x).detach().numpy()) < 1e-5
+    assert not np.shares_memory(ys[0].numpy(), ys[1].numpy())
+    assert not any(np.shares_memory(y.numpy(), b) for y in ys for b in plan.buffers(2).values())

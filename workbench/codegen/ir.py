@@ -69,10 +69,11 @@ class Layout:
         return (self.top, self.left, self.sy, self.sx) == (0, 0, 1, 1) and \
             self.row_stride == self.w and self.plane_rows == self.h
 
-    def alloc(self, n: int) -> np.ndarray:
-        """A zeroed (n, image) float32 buffer (64-byte aligned) for this layout."""
+    def alloc(self, n: int, zero: bool = True) -> np.ndarray:
+        """A zeroed (or, zero=False, uninitialised) (n, image) float32 buffer (64-byte
+        aligned) for this layout."""
         # slack after the end: whole-vector loads of a last partial vector stay in bounds
-        buf = np.zeros(n * self.image + 16 + SLACK, np.float32)
+        buf = (np.zeros if zero else np.empty)(n * self.image + 16 + SLACK, np.float32)
         off = (-buf.ctypes.data // 4) % 16
         return buf[off:off + n * self.image + SLACK][:n * self.image].reshape(n, self.image)
 
