@@ -30,6 +30,8 @@ BENCHES: dict[str, tuple[str, str]] = {
                 "our kernels vs PyTorch per layer and end to end, FMA peak, LRE/reorder ablations, storage"),
     "peers": ("workbench.bench.peers_bench",
               "ours vs every peer runtime (Figure 5), end to end and per layer, dense and pruned"),
+    "blocks": ("workbench.bench.blocks_bench",
+               "ours vs one dense peer block by block (where a model's time goes)"),
 }
 
 

@@ -83,11 +83,16 @@ def rel_error(y: np.ndarray, ref: np.ndarray) -> float:
 
 def build_module(spec: dict[str, Any]) -> nn.Module:
     """An untrained module from a JSON spec: {"zoo": {"name", "num_classes", "input_size"}} (the
-    model zoo) or {"sequential": [[torch.nn class name, kwargs], ...]}."""
+    model zoo; with "prefix": k, its first k blocks, blocks_bench.prefix) or {"sequential":
+    [[torch.nn class name, kwargs], ...]}."""
     if "zoo" in spec:
         from workbench.models import build_model
         z = spec["zoo"]
-        return build_model(z["name"], int(z["num_classes"]), int(z["input_size"]))
+        model = build_model(z["name"], int(z["num_classes"]), int(z["input_size"]))
+        if "prefix" in spec:
+            from workbench.bench.blocks_bench import prefix
+            return prefix(model, int(spec["prefix"]))
+        return model
     if "sequential" in spec:
         layers = []
         for cls_name, kwargs in spec["sequential"]:
