@@ -56,6 +56,7 @@ def test_block_rows_are_differences_of_prefixes() -> None:
     assert [(r["block"], r["tflite_ms"], r["ours_ms"]) for r in rows] == \
         [("a", 1.0, 2.0), ("b", 2.0, 1.0)]
     assert rows[0]["ratio"] == 2.0 and rows[1]["diff_ms"] == -1.0 and rows[0]["threads"] == 2
+    assert [r["gap_so_far_ms"] for r in rows] == [1.0, 0.0] and rows[1]["ours_prefix_ms"] == 3.0
 
 
 @pytest.mark.slow

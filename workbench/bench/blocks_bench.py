@@ -7,12 +7,15 @@ on the peer with dense weights and on ours with the pruned weights of `bench pee
 (model_pair), in the same protocol: each runtime in a fresh process of its own per round,
 rounds round robin, the lowest median kept. A block's time is the difference of neighbouring
 prefixes: the input copy cancels out, the pools nearly (the head's time is the whole model's
-minus the last prefix with its pool, so it counts the classifier alone). Outputs in out_dir: blocks (one row per block and thread count: both runtimes' ms,
-ours / peer, the difference), prefixes (every measurement), blocks.png (ms per block, both
-runtimes), blocks.json (all of it, with machine and versions).
+minus the last prefix with its pool, so it counts the classifier alone). On this VM a block's
+difference is noisy (adjacent prefixes of ours, each compiled in its own process, came out of
+order by up to 0.1 ms); the gap so far is steadier. Outputs in out_dir: blocks (one row per
+block and thread count: both runtimes' ms, ours / peer, the difference, the gap so far),
+prefixes (every measurement), blocks.png (both runtimes' time up to each block), blocks.json
+(all of it, with machine and versions).
 
     python -m workbench.bench.blocks_bench [--model mobilenet_v2-224] [--peer tflite]
-        [--threads N ...] [--rounds N] [--quick] [--out results/codegen/blocks]
+        [--threads N ...] [--rounds N (3)] [--quick] [--out results/codegen/blocks]
     (or python -m workbench bench blocks ...)
 """
 from __future__ import annotations
@@ -75,7 +78,8 @@ def prefix(model: nn.Module, k: int) -> nn.Module:
 def block_rows(names: list[str], threads: int, got: dict[tuple[int, str], dict[str, Any]],
                peer: str) -> list[dict[str, Any]]:
     """One row per block at `threads` from the prefixes' rows (subject index, runtime) -> row:
-    each runtime's block ms (its prefix minus the one before), ours / peer, ours - peer."""
+    each runtime's block ms (its prefix minus the one before), ours / peer, ours - peer, and
+    the prefixes up to the block (the gap so far: less noisy than a block's difference)."""
     rows = []
     prev = {peer: 0.0, "ours": 0.0}
     for i, name in enumerate(names):
@@ -83,15 +87,18 @@ def block_rows(names: list[str], threads: int, got: dict[tuple[int, str], dict[s
         for who in (peer, "ours"):
             ms = got[i, who].get("ms", float("nan"))
             row[f"{who}_ms"] = ms - prev[who]
+            row[f"{who}_prefix_ms"] = ms
             prev[who] = ms
         row["ratio"] = row["ours_ms"] / row[f"{peer}_ms"] if row[f"{peer}_ms"] > 0 else float("nan")
         row["diff_ms"] = row["ours_ms"] - row[f"{peer}_ms"]
+        row["gap_so_far_ms"] = row["ours_prefix_ms"] - row[f"{peer}_prefix_ms"]
         rows.append(row)
     return rows
 
 
 def plot_blocks(rows: list[dict[str, Any]], peer: str, label: str) -> Any:
-    """Bars: ms per block of the peer and of ours, one panel per thread count."""
+    """Per thread count: the time of each prefix (up to and including the block) on the peer
+    and on ours, lines; a block's own time is the rise at it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -101,20 +108,20 @@ def plot_blocks(rows: list[dict[str, Any]], peer: str, label: str) -> Any:
     for ax, t in zip(axes[:, 0], threads):
         rs = [r for r in rows if r["threads"] == t]
         x = np.arange(len(rs))
-        ax.bar(x - 0.2, [r[f"{peer}_ms"] for r in rs], 0.4, label=f"{peer} (dense)")
-        ax.bar(x + 0.2, [r["ours_ms"] for r in rs], 0.4, label="ours (pruned)")
+        ax.plot(x, [r[f"{peer}_prefix_ms"] for r in rs], "o-", label=f"{peer} (dense)")
+        ax.plot(x, [r["ours_prefix_ms"] for r in rs], "s-", label="ours (pruned)")
         ax.set_xticks(x, [r["block"] for r in rs], rotation=60, ha="right", fontsize=7)
-        total = {w: sum(r[f"{w}_ms"] for r in rs) for w in (peer, "ours")}
-        ax.set_title(f"{label}, {t} thread(s): {peer} {total[peer]:.2f} ms, ours "
-                     f"{total['ours']:.2f} ms", fontsize=9)
-        ax.set_ylabel("ms per block")
+        ax.set_title(f"{label}, {t} thread(s): {peer} {rs[-1][f'{peer}_prefix_ms']:.2f} ms, ours "
+                     f"{rs[-1]['ours_prefix_ms']:.2f} ms", fontsize=9)
+        ax.set_ylabel("ms, model up to the block")
+        ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def run(model: str = "mobilenet_v2-224", peer: str = "tflite", threads: tuple[int, ...] = (1, 2),
-        rounds: int = 2, quick: bool = False, out_dir: Path | str | None = None,
+        rounds: int = 3, quick: bool = False, out_dir: Path | str | None = None,
         tuning_log: str | None = None, progress: bool = True) -> dict[str, list]:
     """Time every prefix of model on peer (dense) and ours (pruned); write the tables and plot."""
     import pandas as pd
@@ -126,7 +133,10 @@ def run(model: str = "mobilenet_v2-224", peer: str = "tflite", threads: tuple[in
     if size < 64:
         raise ValueError(f"blocks_bench: {model}: only ImageNet-shape models (size >= 64) are "
                          "cut into blocks")
-    cfg = BenchConfig.quick_config() if quick else BenchConfig()
+    # differences of prefixes need more repeats than whole models: up to 300 calls in a
+    # second per prefix (30 left adjacent prefixes of ours 0.1 ms out of order)
+    cfg = BenchConfig.quick_config() if quick else \
+        BenchConfig(e2e_budget=1.0, min_reps=10, max_reps=300)
     cfg = replace(cfg, threads=tuple(threads), rounds=rounds)
     peers = {p.name: p for p in all_peers(cfg.trials, tuning_log or str(RESULTS / "codegen" /
                                                                          "tuning.jsonl"))}
@@ -198,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peer", default="tflite", help="the dense runtime to compare with "
                    "(default tflite, the fastest on MobileNet-V2 here)")
     p.add_argument("--threads", nargs="*", type=int, default=[1, 2], metavar="N")
-    p.add_argument("--rounds", type=int, default=2, metavar="N")
+    p.add_argument("--rounds", type=int, default=3, metavar="N")
     p.add_argument("--quick", action="store_true", help="the first 3 blocks, short budgets")
     p.add_argument("--out", default=None, help="default results/codegen/blocks")
     p.add_argument("--tuning-log", default=None,
