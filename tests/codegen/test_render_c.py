@@ -283,7 +283,7 @@ def test_kernel_kind_dispatch() -> None:
 @given(n=st.integers(1, 2), c=st.integers(1, 20), o=st.integers(1, 19), h=st.integers(1, 12),
        w=st.integers(1, 23), stride=st.sampled_from([1, 2, 3]), keep=st.floats(0.0, 1.0),
        pruned=st.booleans(), tile=st.sampled_from([(8, 1), (4, 2), (5, 2), (6, 2), (3, 3), (4, 3)]),
-       group=st.integers(1, 5), unroll=st.integers(1, 3), threads=st.integers(1, 2),
+       group=st.integers(1, 5), unroll=st.integers(1, 3), threads=st.integers(1, 3),
        parallel=st.sampled_from(["rows", "filters"]), act=st.sampled_from(["none", "relu", "relu6"]),
        pack=st.integers(0, 1), seed=st.integers(0, 2**16))
 def test_gemm_kernel_matches_conv2d(n: int, c: int, o: int, h: int, w: int, stride: int,
@@ -301,6 +301,23 @@ def test_gemm_kernel_matches_conv2d(n: int, c: int, o: int, h: int, w: int, stri
     err = _run(wt, x, b, stride, 0, act=act, kernel="gemm", tile_o=tile[0], tile_w=tile[1],
                tile_h=group, unroll_k=unroll, threads=threads, parallel=parallel, pack=pack)
     assert err < 1e-4
+
+
+@pytest.mark.parametrize("hw,tile_w,group,threads", [
+    ((28, 28), 3, 2, 2),    # 17 column tiles: groups of 1-2 tiles, 5 per thread
+    ((5, 3), 1, 4, 3),      # 1 tile, 3 threads: two of the groups are empty
+    ((9, 9), 2, 16, 2)])    # one group's worth of tiles split in two
+@pytest.mark.parametrize("parallel", ["rows", "filters"])
+def test_gemm_splits_tiles_evenly_across_threads(hw: tuple[int, int], tile_w: int, group: int,
+                                                 threads: int, parallel: str) -> None:
+    """With several threads, every tile is computed once whatever the groups' split."""
+    rng = np.random.default_rng(threads)
+    wt = rng.standard_normal((11, 7, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(11).astype(np.float32)
+    x = rng.standard_normal((2, 7, *hw)).astype(np.float32)
+    err = _run(wt, x, b, 1, 0, act="relu", kernel="gemm", tile_o=4, tile_w=tile_w,
+               tile_h=group, threads=threads, parallel=parallel)
+    assert err < 1e-5
 
 
 @pytest.mark.parametrize("vector", [8, 16])
