@@ -127,11 +127,13 @@ def test_c_emitter_networks_on_the_taps_kernel(name: str) -> None:
 
 @pytest.mark.needs_cc
 @pytest.mark.parametrize("tile_h,tile_w,threads", [(16, 1, 2), (1, 3, 1)])
-def test_c_emitter_mobilenet_on_the_depthwise_kernel(tile_h: int, tile_w: int,
-                                                     threads: int) -> None:
+def test_c_emitter_mobilenet_on_the_depthwise_kernel(tile_h: int, tile_w: int, threads: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Every depthwise conv on the depthwise kernel with non-default tiles, at 64x64 (planes
-    of 32 .. 2 pixels: whole-plane stores where rows are narrower than a vector), batch 2."""
+    of 32 .. 2 pixels: whole-plane stores where rows are narrower than a vector), batch 2;
+    nothing channel-blocked (the blocked kernels would take the small planes)."""
     from workbench.codegen import Schedule
+    monkeypatch.setenv("WORKBENCH_BLOCKED_PIXELS", "0")
     from workbench.codegen.ir import is_depthwise_layer
     from workbench.models import build_model
     model = _randomise_bn(_pattern_prune(build_model("mobilenet_v2", 10, 64).eval()))
@@ -287,3 +289,59 @@ def test_c_plan_copies_the_input_in_and_hands_out_plain_outputs(stride: int) -> 
         assert rel_err(y.numpy(), model(x).detach().numpy()) < 1e-5
     assert not np.shares_memory(ys[0].numpy(), ys[1].numpy())
     assert not any(np.shares_memory(y.numpy(), b) for y in ys for b in plan.buffers(2).values())
+
+
+class _InvertedResidual(nn.Module):
+    """MobileNet-V2's block: 1x1 expand, 3x3 depthwise, 1x1 project (+ input at stride 1)."""
+
+    def __init__(self, c: int, o: int, stride: int) -> None:
+        super().__init__()
+        e = 6 * c
+        self.body = nn.Sequential(nn.Conv2d(c, e, 1, bias=False), nn.BatchNorm2d(e), nn.ReLU6(),
+                                  nn.Conv2d(e, e, 3, stride, 1, groups=e, bias=False),
+                                  nn.BatchNorm2d(e), nn.ReLU6(),
+                                  nn.Conv2d(e, o, 1, bias=False), nn.BatchNorm2d(o))
+        self.skip = stride == 1 and c == o
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) if self.skip else self.body(x)
+
+
+@pytest.mark.needs_cc
+def test_c_plan_holds_small_mobilenet_blocks_channel_blocked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the stem's output (made by a 3x3 dense conv) stays plain and is copied into blocks for
+    # the first block's expansion and, as its residual, for the fused projection; every value
+    # after it is blocked, down to the global pool
+    torch.manual_seed(0)
+    model = _randomise_bn(nn.Sequential(
+        nn.Conv2d(3, 16, 3, 1, 1), nn.ReLU6(), _InvertedResidual(16, 16, 1),
+        _InvertedResidual(16, 32, 2), _InvertedResidual(32, 32, 1),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10)))
+    x = torch.randn(2, 3, 13, 11)
+    ref = model(x).detach().numpy()
+    net = compile(model, input_shape=(3, 13, 11), emitter="c")
+    plan = net.plan
+    convs = [lay for lay in plan.lr.layers if lay.op == "conv2d"]
+    assert {lay.name for lay in convs[1:]} <= plan.blocked
+    assert convs[0].name not in plan.blocked
+    assert all(plan.layouts[v].cb == plan.vector for v in plan.blocked)
+    assert sum(len(s.copies) for s in plan.steps) == 2
+    assert rel_err(net(x).numpy(), ref) < 1e-4
+    # three calls in a row, the driver's bound calls: still right
+    assert rel_err(net(x).numpy(), ref) < 1e-4
+    monkeypatch.setenv("WORKBENCH_BLOCKED_PIXELS", "0")
+    plain = compile(model, input_shape=(3, 13, 11), emitter="c")
+    assert not plain.plan.blocked
+    assert rel_err(plain(x).numpy(), ref) < 1e-4
+
+
+@pytest.mark.needs_cc
+def test_c_plan_keeps_values_read_by_dense_convs_plain() -> None:
+    # a bottleneck (1x1 -> 3x3 -> 1x1, residual): the 1x1 outputs feed a 3x3 dense conv or a
+    # block whose 1x1 feeds one, so nothing is blocked (a copy per block would cost more)
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(16, 32, 1), nn.ReLU(), nn.Conv2d(32, 32, 3, 1, 1),
+                          nn.ReLU(), nn.Conv2d(32, 16, 1)).eval()
+    net = compile(model, input_shape=(16, 8, 8), emitter="c")
+    assert not net.plan.blocked

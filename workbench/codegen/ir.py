@@ -22,6 +22,11 @@ class Layout:
     ((y + top) % sy) * sx + (x + left) % sx holds rows (y + top) // sy and columns
     (x + left) // sx. Rows are `row` floats apart, planes `plane`, channels `chan`, images
     `image`; everything outside the H x W image is zero.
+
+    cb > 1 (one phase only): channels in blocks of cb held in the lanes of each pixel
+    (NCHW{cb}c, as XNNPACK and oneDNN keep them): (c, y, x) sits at (c // cb) * block +
+    ((y + top) * row + x + left) * cb + c % cb. Small planes waste no vector lanes that way
+    (render_blocked's kernels read and write it).
     """
     c: int
     h: int
@@ -31,7 +36,13 @@ class Layout:
     sy: int = 1
     sx: int = 1
     rows: int = 0        # rows per plane (0: just enough)
-    row: int = 0         # floats per row (0: just enough)
+    row: int = 0         # pixels per row (0: just enough)
+    cb: int = 1          # channels per block, held in each pixel's lanes
+
+    def __post_init__(self) -> None:
+        if self.cb > 1 and (self.phases != 1 or self.c % self.cb):
+            raise LRError(f"a channel-blocked layout needs one phase and channels a multiple "
+                          f"of {self.cb}: {self}")
 
     @property
     def phases(self) -> int:
@@ -59,14 +70,19 @@ class Layout:
         return self.phases * self.plane
 
     @property
+    def block(self) -> int:
+        """Floats per block of cb channels."""
+        return self.chan * self.cb
+
+    @property
     def image(self) -> int:
         """Floats per image."""
-        return self.c * self.chan
+        return self.c // self.cb * self.block
 
     @property
     def dense(self) -> bool:
-        """True if this is plain NCHW (no padding, phases or row padding)."""
-        return (self.top, self.left, self.sy, self.sx) == (0, 0, 1, 1) and \
+        """True if this is plain NCHW (no padding, phases, row padding or channel blocks)."""
+        return (self.top, self.left, self.sy, self.sx, self.cb) == (0, 0, 1, 1, 1) and \
             self.row_stride == self.w and self.plane_rows == self.h
 
     def alloc(self, n: int, zero: bool = True) -> np.ndarray:
@@ -79,6 +95,11 @@ class Layout:
 
     def write(self, buf: np.ndarray, x: np.ndarray) -> None:
         """Store x (N, C, H, W) into buf (N, image) in this layout (the border stays zero)."""
+        if self.cb > 1:
+            v = self._blocks(buf, x.shape[0])
+            v[:, :, self.top:self.top + self.h, self.left:self.left + self.w] = \
+                x.reshape(x.shape[0], -1, self.cb, self.h, self.w).transpose(0, 1, 3, 4, 2)
+            return
         v = buf.reshape(x.shape[0], self.c, self.phases, self.plane_rows, self.row_stride)
         for py in range(self.sy):
             for px in range(self.sx):
@@ -90,6 +111,9 @@ class Layout:
 
     def read(self, buf: np.ndarray, n: int) -> np.ndarray:
         """The (n, C, H, W) value held in buf (a view when there is one phase)."""
+        if self.cb > 1:
+            v = self._blocks(buf, n)[:, :, self.top:self.top + self.h, self.left:self.left + self.w]
+            return v.transpose(0, 1, 4, 2, 3).reshape(n, self.c, self.h, self.w)
         v = buf.reshape(n, self.c, self.phases, self.plane_rows, self.row_stride)
         if self.phases == 1:
             return v[:, :, 0, self.top:self.top + self.h, self.left:self.left + self.w]
@@ -103,6 +127,10 @@ class Layout:
                 out[:, :, ys::self.sy, xs::self.sx] = v[:, :, py * self.sx + px, r0:r0 + nr,
                                                         c0:c0 + nc]
         return out
+
+    def _blocks(self, buf: np.ndarray, n: int) -> np.ndarray:
+        """buf as (n, C / cb, rows, row, cb)."""
+        return buf.reshape(n, self.c // self.cb, self.plane_rows, self.row_stride, self.cb)
 
 
 # Rows start on a cache line (64 bytes): an unaligned vector load then crosses a line only
@@ -250,6 +278,9 @@ def conv_ir(layer: Layer, in_shape: tuple[int, int, int], vector: int,
         src = pointwise_src_layout(layer, h, w) if is_pointwise_layer(layer) else \
             conv_src_layout(layer, h, w, vector)
     dst = dst or Layout(o, ho, wo)
+    if src.cb != 1 or dst.cb != 1 or (res is not None and res.cb != 1):
+        raise LRError(f"layer {layer.name!r}: channel-blocked layouts are read and written by "
+                      f"render_blocked's kernels, not this one ({src} -> {dst})")
     if (src.c, src.h, src.w) != (c, h, w) or (src.sy, src.sx) not in ((sh, sw), (1, 1)) or \
             (src.phases == 1 and (sh, sw) not in ((1, 1), (2, 2))):
         raise LRError(f"layer {layer.name!r}: input layout {src} does not fit input {in_shape} "

@@ -6,10 +6,15 @@ no padding copy is made), else plain NCHW. A reader that cannot use that layout 
 conv wants stride phases) gets its own copy, made by a C kernel (render_relayout).
 Buffers of values that are dead are reused by later values of the same layout, so their
 zero borders stay valid.
+
+Values on small planes (at most BLOCKED_MAX_PIXELS pixels) that only 1x1 and depthwise convs
+make and read are held channel-blocked instead (Layout.cb, render_blocked): those convs then
+run render_blocked's kernels, which use every vector lane whatever the plane size.
 """
 from __future__ import annotations
 
 import ctypes
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,11 +23,14 @@ import numpy as np
 
 from workbench.codegen.build import build_c, build_numba, host_vector_width
 from workbench.codegen.driver import BoundCalls, Call
-from workbench.codegen.ir import Layout, conv_ir, conv_src_layout, is_pointwise_layer, \
-    pointwise_src_layout
+from workbench.codegen.ir import Layout, conv_ir, conv_src_layout, is_depthwise_layer, \
+    is_pointwise_layer, pointwise_src_layout
 from workbench.codegen.kernel import CompiledLayer
 from workbench.codegen.lr import LR, Layer, LRError
 from workbench.codegen.parallel import default_threads, run_jobs
+from workbench.codegen.render_blocked import depthwise_src_need, pack_depthwise_weights, \
+    pack_gemm_weights, render_blocked_depthwise, render_blocked_gemm, \
+    render_blocked_global_avgpool, render_blocked_relayout
 from workbench.codegen.render_c import render_linear
 from workbench.codegen.render_elementwise import render_add, render_global_avgpool, \
     render_maxpool, render_relayout
@@ -30,14 +38,53 @@ from workbench.codegen.render_numba import render_numba
 from workbench.codegen.schedule import Schedule
 
 
-def _preferred(layer: Layer, shape: tuple[int, ...], vector: int) -> Layout:
+# Planes of at most this many pixels may be held channel-blocked (MobileNet-V2's 28x28,
+# 14x14 and 7x7 blocks; its 56x56 and larger blocks already match the peers in NCHW).
+# $WORKBENCH_BLOCKED_PIXELS overrides it (0: never), for comparisons.
+BLOCKED_MAX_PIXELS = 28 * 28
+
+
+def blocked_max_pixels() -> int:
+    """The plane size (pixels) up to which values may be held channel-blocked."""
+    return int(os.environ.get("WORKBENCH_BLOCKED_PIXELS", BLOCKED_MAX_PIXELS))
+
+
+def blocked_capable(layer: Layer) -> bool:
+    """True for the convs render_blocked has a kernel for: 1x1 stride 1, depthwise undilated."""
+    if layer.op != "conv2d":
+        return False
+    a = layer.attrs
+    if is_pointwise_layer(layer):
+        return tuple(a["stride"]) == (1, 1)
+    return is_depthwise_layer(layer) and tuple(a["dilation"]) == (1, 1)
+
+
+def _preferred(layer: Layer, shape: tuple[int, ...], vector: int, blocked: bool = False
+               ) -> Layout:
     c, h, w = shape
+    if blocked:
+        if is_pointwise_layer(layer):
+            return Layout(c, h, w, cb=vector)
+        rows, cols = depthwise_src_need(layer, h, w)
+        ph, pw = (int(t) for t in layer.attrs["padding"])
+        return Layout(c, h, w, ph, pw, rows=rows, row=cols, cb=vector)
     if is_pointwise_layer(layer):
         return pointwise_src_layout(layer, h, w)
     return conv_src_layout(layer, h, w, vector)
 
 
-def _accepts(layer: Layer, shape: tuple[int, ...], layout: Layout, vector: int) -> bool:
+def _accepts(layer: Layer, shape: tuple[int, ...], layout: Layout, vector: int,
+             blocked: bool = False) -> bool:
+    if blocked:
+        if layout.cb != vector or layout.phases != 1:
+            return False
+        if is_pointwise_layer(layer):
+            return True
+        rows, cols = depthwise_src_need(layer, shape[1], shape[2])
+        ph, pw = (int(t) for t in layer.attrs["padding"])
+        return layout.top >= ph and layout.left >= pw and \
+            layout.plane_rows - (layout.top - ph) >= rows and \
+            layout.row_stride - (layout.left - pw) >= cols
     try:
         conv_ir(layer, shape, vector, src=layout)
     except LRError:
@@ -46,14 +93,15 @@ def _accepts(layer: Layer, shape: tuple[int, ...], layout: Layout, vector: int) 
 
 
 def _merge(a: Layout, b: Layout) -> Layout | None:
-    """One stride-1 layout both readers accept: the larger border and rows (None if phased)."""
-    if a.phases != 1 or b.phases != 1:
+    """One stride-1 layout both readers accept: the larger border and rows (None if phased
+    or blocked differently)."""
+    if a.phases != 1 or b.phases != 1 or a.cb != b.cb:
         return None
     return Layout(a.c, a.h, a.w, max(a.top, b.top), max(a.left, b.left), 1, 1,
                   rows=max(a.plane_rows + (max(a.top, b.top) - a.top),
                            b.plane_rows + (max(a.top, b.top) - b.top)),
                   row=max(a.row_stride + (max(a.left, b.left) - a.left),
-                          b.row_stride + (max(a.left, b.left) - b.left)))
+                          b.row_stride + (max(a.left, b.left) - b.left)), cb=a.cb)
 
 
 def fuse_residual_adds(lr: LR, schedule_for: Callable[[Layer], Schedule | None]
@@ -122,6 +170,7 @@ class CPlan:
         for layer in lr.layers:
             for v in layer.inputs:
                 self.readers.setdefault(v, []).append(layer)
+        self.blocked = self._blocked_values()
         self.layouts = {v: self._choose(v) for v in self.shapes}
         self._residuals_in_output_layout()
         self.steps = [self._step(layer, fused_given[layer.name] if layer.name in fused_given
@@ -140,15 +189,43 @@ class CPlan:
                             if [self._slots[p] for p in lr.outputs].count(self._slots[o]) == 1}
 
     # --- layouts -----------------------------------------------------------------------------
+    def _blocked_values(self) -> set[str]:
+        """The values held channel-blocked: (C, H, W) maps of at most blocked_max_pixels()
+        pixels, C a multiple of the vector width, made by a conv with a blocked kernel from
+        an input of that kind too (so a copy into the blocked layout stays small), not a
+        network output, and read only by blocked convs (their outputs blocked too) or a global
+        average pool. So a blocked stretch starts with at most one small copy in."""
+        limit = blocked_max_pixels()
+        made_by = {layer.name: layer for layer in self.lr.layers}
+
+        def fits(v: str) -> bool:
+            shape = self.shapes[v]
+            return len(shape) == 3 and shape[1] * shape[2] <= limit and \
+                shape[0] % self.vector == 0
+
+        vals = {v for v in self.shapes if v in made_by and blocked_capable(made_by[v]) and
+                fits(v) and fits(made_by[v].inputs[0]) and v not in self.lr.outputs}
+        changed = True
+        while changed:
+            changed = False
+            for v in sorted(vals):
+                if not all(r.op == "global_avgpool" or (r.name in vals and blocked_capable(r))
+                           for r in self.readers.get(v, [])):
+                    vals.discard(v)
+                    changed = True
+        return vals
+
     def _choose(self, v: str) -> Layout:
         shape = self.shapes[v]
         if len(shape) != 3:
             return Layout(shape[0], 1, 1)
-        best: Layout | None = None
+        blocked = v in self.blocked
+        best: Layout | None = Layout(*shape, cb=self.vector) if blocked else None
         for r in self.readers.get(v, []):
-            if r.op != "conv2d" or is_pointwise_layer(r):
+            # a reader of the other kind (blocked or not) makes its own copy
+            if r.op != "conv2d" or is_pointwise_layer(r) or (r.name in self.blocked) != blocked:
                 continue
-            pref = _preferred(r, shape, self.vector)
+            pref = _preferred(r, shape, self.vector, blocked)
             if pref.phases != 1:
                 continue  # producers write one phase; a phased reader makes its own copy
             best = pref if best is None else (_merge(best, pref) or best)
@@ -166,9 +243,9 @@ class CPlan:
             if len(lays) != 1 or len(self.shapes[v]) != 3:
                 continue
             (lay,) = lays
-            if lay == self.layouts[v] or lay.phases != 1:
+            if lay == self.layouts[v] or lay.phases != 1 or lay.cb != self.layouts[v].cb:
                 continue
-            ok = all(_accepts(r, self.shapes[v], lay, self.vector)
+            ok = all(_accepts(r, self.shapes[v], lay, self.vector, r.name in self.blocked)
                      for r in self.readers.get(v, [])
                      if r.op == "conv2d" and r.inputs[0] == v)
             if ok:
@@ -178,9 +255,10 @@ class CPlan:
         """(layout the conv reads, True if it needs its own copy of the input)."""
         v = layer.inputs[0]
         lay = self.layouts[v]
-        if _accepts(layer, self.shapes[v], lay, self.vector):
+        blocked = layer.name in self.blocked
+        if _accepts(layer, self.shapes[v], lay, self.vector, blocked):
             return lay, False
-        return _preferred(layer, self.shapes[v], self.vector), True
+        return _preferred(layer, self.shapes[v], self.vector, blocked), True
 
     # --- steps -------------------------------------------------------------------------------
     def _view(self, bufs: dict[str, np.ndarray], v: str, n: int) -> np.ndarray:
@@ -193,6 +271,8 @@ class CPlan:
         op, a = layer.op, layer.attrs
         sched = given or Schedule()
         out = self.shapes[layer.name]
+        if op == "conv2d" and layer.name in self.blocked:
+            return self._blocked_conv_step(layer)
         if op == "conv2d":
             src_v = layer.inputs[0]
             c, h, w = self.shapes[src_v]
@@ -283,6 +363,9 @@ class CPlan:
                        out=y)
                 _act_inplace(y, a["act"])
             return CStep(layer, add, "library", 0)
+        if op == "global_avgpool" and self.layouts[layer.inputs[0]].cb > 1:
+            lays = [self.layouts[v] for v in (layer.inputs[0], layer.name)]
+            return self._elementwise_step(layer, render_blocked_global_avgpool(*lays), "wb_gap")
         if op == "global_avgpool" and self._one_phase(layer.inputs[0], layer.name):
             lays = [self.layouts[v] for v in (layer.inputs[0], layer.name)]
             return self._elementwise_step(layer, render_global_avgpool(*lays), "wb_gap")
@@ -312,6 +395,67 @@ class CPlan:
             return CStep(layer, act, "library", 0)
         raise LRError(f"layer {layer.name!r}: op {op!r} has no C runtime step")
 
+    def _blocked_conv_step(self, layer: Layer) -> CStep:
+        """A conv between channel-blocked values (render_blocked): its input copied in first
+        where it is held otherwise (or with too small a border), likewise a fused residual."""
+        src_v = layer.inputs[0]
+        src_lay, copy = self._input_layout(layer)
+        dst_lay = self.layouts[layer.name]
+        res_v = layer.inputs[1] if len(layer.inputs) > 1 else None
+        res_copy = res_v is not None and self.layouts[res_v] != dst_lay
+        copy_in = self._relayout(src_v, src_lay) if copy else None
+        copy_res = self._relayout(res_v, dst_lay) if res_copy and res_v else None
+        private, res_private = f"{layer.name}\0in", f"{layer.name}\0res"
+        c, o = int(layer.attrs["in_channels"]), int(layer.attrs["out_channels"])
+        weight = np.asarray(layer.params["weight"], np.float32)
+        bias = np.asarray(layer.params.get("bias", np.zeros(o, np.float32)), np.float32)
+        if is_pointwise_layer(layer):
+            fn = build_c(render_blocked_gemm(layer, src_lay, dst_lay,
+                                             dst_lay if res_v else None)).wb_bgemm
+            fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int, ctypes.c_int]
+            wpk = pack_gemm_weights(weight.reshape(o, c), self.vector)
+            bpad = np.zeros(wpk.shape[0] * wpk.shape[2], np.float32)   # whole groups
+            bpad[:o] = bias
+            consts: tuple[np.ndarray, ...] = (wpk, bpad)
+        else:
+            fn = build_c(render_blocked_depthwise(layer, src_lay, dst_lay)).wb_bdw
+            fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_int]
+            consts = (pack_depthwise_weights(weight, self.vector), bias)
+
+        def bind(bufs: dict[str, np.ndarray], n: int) -> list[Call]:
+            threads = default_threads()
+            calls: list[Call] = []
+            src = bufs[src_v]
+            if copy_in is not None:
+                src = bufs[private]
+                calls.append((copy_in, (bufs[src_v].ctypes.data, src.ctypes.data, n, threads)))
+            addrs = [src.ctypes.data, bufs[layer.name].ctypes.data,
+                     *(k.ctypes.data for k in consts)]
+            if res_v is not None:
+                res = bufs[res_private] if copy_res is not None else bufs[res_v]
+                if copy_res is not None:
+                    calls.append((copy_res, (bufs[res_v].ctypes.data, res.ctypes.data, n,
+                                             threads)))
+                addrs.append(res.ctypes.data)
+            elif is_pointwise_layer(layer):
+                addrs.append(None)
+            calls.append((fn, (*addrs, n, threads)))
+            return calls
+
+        def run(bufs: dict[str, np.ndarray], n: int) -> None:
+            for f, args in bind(bufs, n):
+                f(*args)
+        out = self.shapes[layer.name]
+        st = CStep(layer, run, "generated", layer.kernel_patterns.kept_weights * out[1] * out[2],
+                   bind=bind)
+        if copy:
+            st.copies.append(private)
+            self.layouts[private] = src_lay
+        if res_copy:
+            st.copies.append(res_private)
+            self.layouts[res_private] = dst_lay
+        return st
+
     def _relayout(self, v: str, to: Layout) -> Any:
         """The C kernel copying value v from its layout into `to` (render_relayout)."""
         if self.layouts[v].phases != 1:
@@ -337,7 +481,8 @@ class CPlan:
     def _one_phase(self, *values: str) -> bool:
         """True if every value is a (C, H, W) map held in one phase (the elementwise C
         kernels' layouts)."""
-        return all(len(self.shapes[v]) == 3 and self.layouts[v].phases == 1 for v in values)
+        return all(len(self.shapes[v]) == 3 and self.layouts[v].phases == 1 and
+                   self.layouts[v].cb == 1 for v in values)
 
     # --- buffers -----------------------------------------------------------------------------
     def _assign_slots(self) -> dict[str, int]:
@@ -468,7 +613,9 @@ class CPlan:
 def _copier(src: Layout, dst: Layout) -> Any:
     """wb_relayout(x, y, n, threads) copying an (n, C, H, W) value from one-phase layout src
     into dst (render_relayout), as a ctypes function taking addresses."""
-    fn = build_c(render_relayout(src, dst)).wb_relayout
+    blocked = src.cb > 1 or dst.cb > 1
+    fn = build_c(render_blocked_relayout(src, dst) if blocked else
+                 render_relayout(src, dst)).wb_relayout
     fn.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int, ctypes.c_int]
     return fn
 
