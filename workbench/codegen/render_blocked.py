@@ -9,8 +9,8 @@ XNNPACK (TFLite) runs these blocks. The C plan uses it for small planes only (ru
 BLOCKED_MAX_PIXELS): on large planes the NCHW kernels already match the peers.
 
 GEMM: a register tile of MR pixels x NV vectors (NV * VW output channels); per input
-channel, NV weight vectors are loaded and each pixel's input value is broadcast (x86 folds
-the broadcast into the FMA's memory operand), MR * NV independent FMAs. Jobs are (output
+channel, NV weight vectors are loaded and each pixel's input value is broadcast (one
+vbroadcastss load on x86), MR * NV independent FMAs. Jobs are (output
 channel group, pixel tile), group-major, so a thread keeps one group's weights hot while it
 walks the pixels. Depthwise: one job per (channel block, output row); the kernel's kh * kw
 weight vectors stay in registers; each input row of a tile of T outputs is loaded once
