@@ -337,11 +337,15 @@ def test_c_plan_holds_small_mobilenet_blocks_channel_blocked(
 
 
 @pytest.mark.needs_cc
-def test_c_plan_keeps_values_read_by_dense_convs_plain() -> None:
-    # a bottleneck (1x1 -> 3x3 -> 1x1, residual): the 1x1 outputs feed a 3x3 dense conv or a
-    # block whose 1x1 feeds one, so nothing is blocked (a copy per block would cost more)
+def test_c_plan_keeps_values_read_by_dense_convs_and_lone_1x1s_plain() -> None:
+    # the first 1x1's output feeds a 3x3 dense conv (no blocked kernel); the last 1x1 would
+    # be a lone blocked conv before the pool, its input copied in for one layer: nothing is
+    # blocked (ResNet-50 stays as it was)
     torch.manual_seed(1)
     model = nn.Sequential(nn.Conv2d(16, 32, 1), nn.ReLU(), nn.Conv2d(32, 32, 3, 1, 1),
-                          nn.ReLU(), nn.Conv2d(32, 16, 1)).eval()
+                          nn.ReLU(), nn.Conv2d(32, 32, 1), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten()).eval()
     net = compile(model, input_shape=(16, 8, 8), emitter="c")
     assert not net.plan.blocked
+    x = torch.randn(1, 16, 8, 8)
+    assert rel_err(net(x).numpy(), model(x).detach().numpy()) < 1e-4

@@ -193,8 +193,9 @@ class CPlan:
         """The values held channel-blocked: (C, H, W) maps of at most blocked_max_pixels()
         pixels, C a multiple of the vector width, made by a conv with a blocked kernel from
         an input of that kind too (so a copy into the blocked layout stays small), not a
-        network output, and read only by blocked convs (their outputs blocked too) or a global
-        average pool. So a blocked stretch starts with at most one small copy in."""
+        network output, read only by blocked convs (their outputs blocked too) or a global
+        average pool, and not a lone blocked conv. So a blocked stretch of two convs or more
+        starts with small copies in."""
         limit = blocked_max_pixels()
         made_by = {layer.name: layer for layer in self.lr.layers}
 
@@ -209,8 +210,14 @@ class CPlan:
         while changed:
             changed = False
             for v in sorted(vals):
+                readers = self.readers.get(v, [])
                 if not all(r.op == "global_avgpool" or (r.name in vals and blocked_capable(r))
-                           for r in self.readers.get(v, [])):
+                           for r in readers) or \
+                        (made_by[v].inputs[0] not in vals and
+                         not any(r.op == "conv2d" for r in readers)):
+                    # read by a kernel without a blocked form, or a lone blocked conv
+                    # between copies (ResNet-50's last 1x1 before the pool: its input and
+                    # residual would both be copied in, for one layer)
                     vals.discard(v)
                     changed = True
         return vals
