@@ -49,14 +49,15 @@ def test_blocked_layout_round_trips_and_says_where_each_value_is() -> None:
 
 
 def _run_gemm(vw: int, n: int, c: int, o: int, h: int, w: int, act: str, res: bool,
-              bordered: bool, threads: int, mr: int | None, nv: int | None, seed: int) -> None:
+              bordered: bool, threads: int, mr: int | None, nv: int | None, seed: int,
+              plain: bool = False) -> None:
     rng = np.random.default_rng(seed)
     wt = (rng.standard_normal((o, c, 1, 1)) / np.sqrt(c)).astype(np.float32)
     b = rng.standard_normal(o).astype(np.float32)
     layer = conv_layer(weight=wt, bias=b, stride=1, padding=0, dilation=1, groups=1, act=act,
                        name="pw")
-    src = Layout(c, h, w, 1, 2, rows=h + 2, row=w + 3, cb=vw) if bordered else \
-        Layout(c, h, w, cb=vw)
+    src = Layout(c, h, w, 1, 2, rows=h + 2, row=w + 3, cb=1 if plain else vw) if bordered \
+        else Layout(c, h, w, cb=1 if plain else vw)
     dst = Layout(o, h, w, 2, 1, rows=h + 3, row=w + 1, cb=vw) if bordered else \
         Layout(o, h, w, cb=vw)
     fn = build_c(render_blocked_gemm(layer, src, dst, dst if res else None, mr, nv)).wb_bgemm
@@ -82,13 +83,16 @@ def _run_gemm(vw: int, n: int, c: int, o: int, h: int, w: int, act: str, res: bo
        ob=st.integers(1, 7), h=st.integers(1, 9), w=st.integers(1, 9),
        act=st.sampled_from(["none", "relu", "relu6"]), res=st.booleans(),
        bordered=st.booleans(), threads=st.integers(1, 3), mr=st.sampled_from([None, 3, 7]),
-       nv=st.sampled_from([None, 1, 3]), seed=st.integers(0, 99))
+       nv=st.sampled_from([None, 1, 3]), seed=st.integers(0, 99), plain=st.booleans(),
+       extra=st.integers(0, 5))
 def test_blocked_gemm_matches_torch(vw: int, n: int, cb: int, ob: int, h: int, w: int,
                                     act: str, res: bool, bordered: bool, threads: int,
-                                    mr: int | None, nv: int | None, seed: int) -> None:
+                                    mr: int | None, nv: int | None, seed: int, plain: bool,
+                                    extra: int) -> None:
     # channel counts cb and ob vectors: remainder groups (ob % nv) and remainder pixel tiles
-    # (h * w % mr) both occur
-    _run_gemm(vw, n, cb * vw, ob * vw, h, w, act, res, bordered, threads, mr, nv, seed)
+    # (h * w % mr) both occur; a plain (NCHW) input may have any channel count
+    c = cb * vw + (extra if plain else 0)
+    _run_gemm(vw, n, c, ob * vw, h, w, act, res, bordered, threads, mr, nv, seed, plain)
 
 
 def test_blocked_gemm_mobilenet_shapes() -> None:
@@ -96,6 +100,8 @@ def test_blocked_gemm_mobilenet_shapes() -> None:
     for c, o, hw, res in [(96, 576, 14, False), (960, 160, 7, True)]:
         _run_gemm(16, 1, c, o, hw, hw, "relu6" if not res else "none", res, False, 2, None,
                   None, c)
+    # features.4's projection reads the plain depthwise output in place
+    _run_gemm(16, 1, 144, 32, 28, 28, "none", False, False, 2, None, None, 4, plain=True)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

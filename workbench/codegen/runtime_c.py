@@ -76,10 +76,13 @@ def _preferred(layer: Layer, shape: tuple[int, ...], vector: int, blocked: bool 
 def _accepts(layer: Layer, shape: tuple[int, ...], layout: Layout, vector: int,
              blocked: bool = False) -> bool:
     if blocked:
-        if layout.cb != vector or layout.phases != 1:
+        # the blocked GEMM reads blocked or plain inputs in place, the depthwise blocked ones
+        if layout.cb not in (1, vector) or layout.phases != 1:
             return False
         if is_pointwise_layer(layer):
             return True
+        if layout.cb != vector:
+            return False
         rows, cols = depthwise_src_need(layer, shape[1], shape[2])
         ph, pw = (int(t) for t in layer.attrs["padding"])
         return layout.top >= ph and layout.left >= pw and \
@@ -191,11 +194,12 @@ class CPlan:
     # --- layouts -----------------------------------------------------------------------------
     def _blocked_values(self) -> set[str]:
         """The values held channel-blocked: (C, H, W) maps of at most blocked_max_pixels()
-        pixels, C a multiple of the vector width, made by a conv with a blocked kernel from
-        an input of that kind too (so a copy into the blocked layout stays small), not a
-        network output, read only by blocked convs (their outputs blocked too) or a global
-        average pool, and not a lone blocked conv. So a blocked stretch of two convs or more
-        starts with small copies in."""
+        pixels, C a multiple of the vector width, made by a conv with a blocked kernel (a
+        depthwise one from an input of that kind too, so that its copy into blocks stays
+        small; a 1x1 reads any plain input in place), not a network output, read only by
+        blocked convs (their outputs blocked too) or a global average pool, and not a lone
+        blocked conv. So a blocked stretch is two convs or more, with small copies in at most
+        (MobileNet-V2: none but residuals)."""
         limit = blocked_max_pixels()
         made_by = {layer.name: layer for layer in self.lr.layers}
 
@@ -204,8 +208,14 @@ class CPlan:
             return len(shape) == 3 and shape[1] * shape[2] <= limit and \
                 shape[0] % self.vector == 0
 
+        def fed(v: str) -> bool:
+            # a depthwise conv's input is copied into blocks unless blocked: small ones only;
+            # a 1x1 reads a plain input in place
+            src = made_by[v].inputs[0]
+            return fits(src) or (is_pointwise_layer(made_by[v]) and len(self.shapes[src]) == 3)
+
         vals = {v for v in self.shapes if v in made_by and blocked_capable(made_by[v]) and
-                fits(v) and fits(made_by[v].inputs[0]) and v not in self.lr.outputs}
+                fits(v) and fed(v) and v not in self.lr.outputs}
         changed = True
         while changed:
             changed = False
@@ -403,8 +413,9 @@ class CPlan:
         raise LRError(f"layer {layer.name!r}: op {op!r} has no C runtime step")
 
     def _blocked_conv_step(self, layer: Layer) -> CStep:
-        """A conv between channel-blocked values (render_blocked): its input copied in first
-        where it is held otherwise (or with too small a border), likewise a fused residual."""
+        """A conv writing a channel-blocked value (render_blocked): a 1x1 reads a plain or
+        blocked input in place; a depthwise input held otherwise (or with too small a border)
+        is copied in first, likewise a fused residual."""
         src_v = layer.inputs[0]
         src_lay, copy = self._input_layout(layer)
         dst_lay = self.layouts[layer.name]
