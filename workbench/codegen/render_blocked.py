@@ -136,19 +136,20 @@ def render_blocked_gemm(layer: Layer, src: Layout, dst: Layout, res: Layout | No
                 L += [f"      a{i}_{j} += xv * w{j};" for j in range(v)]
                 L.append("    }")
             L.append("  }")
-        L += [f"  for (int k = 0; k < {0 if plain else kb}; ++k) {{",
-              f"    const float *wk = w + (size_t)k * {vw * width};"]
-        L += [f"    __builtin_prefetch(pf + (size_t)k * {pf_lines * 16} + {q * 16});"
-              for q in range(pf_lines)]
-        L += [
-              f"    #pragma GCC unroll {vw}",
-              f"    for (int l = 0; l < {vw}; ++l) {{"]
-        L += [f"      const vf w{j} = vld(wk + l * {width} + {j * vw});" for j in range(v)]
-        for i in range(m):
-            L.append(f"      {{ const vf xv = vdup(x{i}[(size_t)k * {src.block} + l]);")
-            L += [f"        a{i}_{j} += xv * w{j};" for j in range(v)]
-            L.append("      }")
-        L += ["    }", "  }"]
+        else:
+            # channel block k, lane l: the pixel's value of channel k * VW + l
+            L += [f"  for (int k = 0; k < {kb}; ++k) {{",
+                  f"    const float *wk = w + (size_t)k * {vw * width};"]
+            L += [f"    __builtin_prefetch(pf + (size_t)k * {pf_lines * 16} + {q * 16});"
+                  for q in range(pf_lines)]
+            L += [f"    #pragma GCC unroll {vw}",
+                  f"    for (int l = 0; l < {vw}; ++l) {{"]
+            L += [f"      const vf w{j} = vld(wk + l * {width} + {j * vw});" for j in range(v)]
+            for i in range(m):
+                L.append(f"      {{ const vf xv = vdup(x{i}[(size_t)k * {src.block} + l]);")
+                L += [f"        a{i}_{j} += xv * w{j};" for j in range(v)]
+                L.append("      }")
+            L += ["    }", "  }"]
         for i in range(m):
             L.append(f"  {{ const size_t q = {_pix(dst, w, f'p0 + {i}')};")
             for j in range(v):
