@@ -125,16 +125,21 @@ def render_blocked_gemm(layer: Layer, src: Layout, dst: Layout, res: Layout | No
               "  (void)rs; (void)pf;"]
         L += [f"  const float *x{i} = xs + {_pix(src, w, f'p0 + {i}')};" for i in range(m)]
         L += [f"  vf a{i}_{j} = vld(b + {j * vw});" for i in range(m) for j in range(v)]
+        def fmas(wrow: str, xat: str, ind: str) -> list[str]:
+            """One input channel: its v weight vectors from wrow, pixel i's value x{i}[xat]
+            broadcast, m * v FMAs."""
+            out = [f"{ind}const vf w{j} = vld({wrow} + {j * vw});" for j in range(v)]
+            for i in range(m):
+                out.append(f"{ind}{{ const vf xv = vdup(x{i}[{xat}]);")
+                out += [f"{ind}  a{i}_{j} += xv * w{j};" for j in range(v)]
+                out.append(f"{ind}}}")
+            return out
         if plain:
             # channel k of pixel i lies a channel plane from channel k - 1
             L += ["  #pragma GCC unroll 8",
                   f"  for (int k = 0; k < {c}; ++k) {{",
                   f"    const float *wk = w + (size_t)k * {width};"]
-            L += [f"    const vf w{j} = vld(wk + {j * vw});" for j in range(v)]
-            for i in range(m):
-                L.append(f"    {{ const vf xv = vdup(x{i}[(size_t)k * {src.chan}]);")
-                L += [f"      a{i}_{j} += xv * w{j};" for j in range(v)]
-                L.append("    }")
+            L += fmas("wk", f"(size_t)k * {src.chan}", "    ")
             L.append("  }")
         else:
             # channel block k, lane l: the pixel's value of channel k * VW + l
@@ -144,11 +149,7 @@ def render_blocked_gemm(layer: Layer, src: Layout, dst: Layout, res: Layout | No
                   for q in range(pf_lines)]
             L += [f"    #pragma GCC unroll {vw}",
                   f"    for (int l = 0; l < {vw}; ++l) {{"]
-            L += [f"      const vf w{j} = vld(wk + l * {width} + {j * vw});" for j in range(v)]
-            for i in range(m):
-                L.append(f"      {{ const vf xv = vdup(x{i}[(size_t)k * {src.block} + l]);")
-                L += [f"        a{i}_{j} += xv * w{j};" for j in range(v)]
-                L.append("      }")
+            L += fmas(f"wk + l * {width}", f"(size_t)k * {src.block} + l", "      ")
             L += ["    }", "  }"]
         for i in range(m):
             L.append(f"  {{ const size_t q = {_pix(dst, w, f'p0 + {i}')};")

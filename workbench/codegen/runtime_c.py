@@ -161,6 +161,45 @@ class CStep:
     bind: Callable[[dict[str, np.ndarray], int], list[Call]] | None = None
 
 
+@dataclass
+class _ConvInputs:
+    """Where a conv step reads its input and fused residual: in place, or from a private
+    copy in the layout its kernel wants, made first by a relayout kernel."""
+    src_v: str
+    src_lay: Layout
+    res_v: str | None
+    res_lay: Layout | None        # the output's layout when there is a residual
+    copy_in: Any                  # relayout kernels, None where read in place
+    copy_res: Any
+    private: str                  # names of the private copies' buffers
+    res_private: str
+
+    def bind(self, bufs: dict[str, np.ndarray], n: int, threads: int
+             ) -> tuple[list[Call], np.ndarray, np.ndarray | None]:
+        """(the copy calls, the input buffer, the residual buffer or None) for these buffers."""
+        calls: list[Call] = []
+        src = bufs[self.src_v]
+        if self.copy_in is not None:
+            src = bufs[self.private]
+            calls.append((self.copy_in, (bufs[self.src_v].ctypes.data, src.ctypes.data, n,
+                                         threads)))
+        res = bufs[self.res_v] if self.res_v is not None else None
+        if self.copy_res is not None and self.res_v is not None:
+            res = bufs[self.res_private]
+            calls.append((self.copy_res, (bufs[self.res_v].ctypes.data, res.ctypes.data, n,
+                                          threads)))
+        return calls, src, res
+
+    def record(self, step: CStep, layouts: dict[str, Layout]) -> None:
+        """List the private copies on the step and give them their layouts (for the slots)."""
+        if self.copy_in is not None:
+            step.copies.append(self.private)
+            layouts[self.private] = self.src_lay
+        if self.copy_res is not None and self.res_lay is not None:
+            step.copies.append(self.res_private)
+            layouts[self.res_private] = self.res_lay
+
+
 class CPlan:
     """Layouts, buffers and steps of an LR compiled with the C emitter."""
 
@@ -277,6 +316,20 @@ class CPlan:
             return lay, False
         return _preferred(layer, self.shapes[v], self.vector, blocked), True
 
+    def _conv_inputs(self, layer: Layer) -> _ConvInputs:
+        """How the conv reads its input and fused residual (read in the output's layout):
+        in place, or copied first by a C kernel on all threads (stride phases, a border, into
+        or out of channel blocks)."""
+        src_v = layer.inputs[0]
+        src_lay, copy = self._input_layout(layer)
+        dst_lay = self.layouts[layer.name]
+        res_v = layer.inputs[1] if len(layer.inputs) > 1 else None
+        res_copy = res_v is not None and self.layouts[res_v] != dst_lay
+        return _ConvInputs(src_v, src_lay, res_v, dst_lay if res_v else None,
+                           self._relayout(src_v, src_lay) if copy else None,
+                           self._relayout(res_v, dst_lay) if res_copy and res_v else None,
+                           f"{layer.name}\0in", f"{layer.name}\0res")
+
     # --- steps -------------------------------------------------------------------------------
     def _view(self, bufs: dict[str, np.ndarray], v: str, n: int) -> np.ndarray:
         lay = self.layouts[v]
@@ -291,49 +344,25 @@ class CPlan:
         if op == "conv2d" and layer.name in self.blocked:
             return self._blocked_conv_step(layer)
         if op == "conv2d":
-            src_v = layer.inputs[0]
-            c, h, w = self.shapes[src_v]
-            src_lay, copy = self._input_layout(layer)
+            ins = self._conv_inputs(layer)
+            c, h, w = self.shapes[ins.src_v]
             dst_lay = self.layouts[layer.name]
             kern = CompiledLayer(layer, "c", given)
-            # a fused residual add reads its operand in the output's layout (else a copy)
-            res_v = layer.inputs[1] if len(layer.inputs) > 1 else None
-            res_lay = dst_lay if res_v else None
-            res_copy = res_v is not None and self.layouts[res_v] != dst_lay
             # build now, not in the first timed call
-            kern._c_kernel(h, w, src_lay, dst_lay, res_lay)
-            private, res_private = f"{layer.name}\0in", f"{layer.name}\0res"
-            # the copies (stride phases, a residual's border) by a C kernel on all threads
-            copy_in = self._relayout(src_v, src_lay) if copy else None
-            copy_res = self._relayout(res_v, dst_lay) if res_copy and res_v else None
+            kern._c_kernel(h, w, ins.src_lay, dst_lay, ins.res_lay)
 
             def conv(bufs: dict[str, np.ndarray], n: int) -> None:
                 for f, args in bind(bufs, n):
                     f(*args)
 
             def bind(bufs: dict[str, np.ndarray], n: int) -> list[Call]:
-                calls: list[Call] = []
-                src = bufs[src_v]
-                if copy_in is not None:
-                    src = bufs[private]
-                    calls.append((copy_in, (bufs[src_v].ctypes.data, src.ctypes.data, n,
-                                            default_threads())))
-                res = bufs[res_v] if res_v else None
-                if copy_res is not None and res_v:
-                    res = bufs[res_private]
-                    calls.append((copy_res, (bufs[res_v].ctypes.data, res.ctypes.data, n,
-                                             default_threads())))
-                calls.append(kern.c_call(src, bufs[layer.name], n, h, w, src_lay, dst_lay, res,
-                                         res_lay))
+                calls, src, res = ins.bind(bufs, n, default_threads())
+                calls.append(kern.c_call(src, bufs[layer.name], n, h, w, ins.src_lay, dst_lay,
+                                         res, ins.res_lay))
                 return calls
             st = CStep(layer, conv, "generated", layer.kernel_patterns.kept_weights * out[1] * out[2],
                        kern, bind=bind)
-            if copy:
-                st.copies.append(private)
-                self.layouts[private] = src_lay
-            if res_copy:
-                st.copies.append(res_private)
-                self.layouts[res_private] = dst_lay
+            ins.record(st, self.layouts)
             return st
         if op == "linear":
             cin, cout = int(a["in_features"]), int(a["out_features"])
@@ -416,47 +445,32 @@ class CPlan:
         """A conv writing a channel-blocked value (render_blocked): a 1x1 reads a plain or
         blocked input in place; a depthwise input held otherwise (or with too small a border)
         is copied in first, likewise a fused residual."""
-        src_v = layer.inputs[0]
-        src_lay, copy = self._input_layout(layer)
+        ins = self._conv_inputs(layer)
         dst_lay = self.layouts[layer.name]
-        res_v = layer.inputs[1] if len(layer.inputs) > 1 else None
-        res_copy = res_v is not None and self.layouts[res_v] != dst_lay
-        copy_in = self._relayout(src_v, src_lay) if copy else None
-        copy_res = self._relayout(res_v, dst_lay) if res_copy and res_v else None
-        private, res_private = f"{layer.name}\0in", f"{layer.name}\0res"
         c, o = int(layer.attrs["in_channels"]), int(layer.attrs["out_channels"])
         weight = np.asarray(layer.params["weight"], np.float32)
         bias = np.asarray(layer.params.get("bias", np.zeros(o, np.float32)), np.float32)
         if is_pointwise_layer(layer):
-            fn = build_c(render_blocked_gemm(layer, src_lay, dst_lay,
-                                             dst_lay if res_v else None)).wb_bgemm
+            fn = build_c(render_blocked_gemm(layer, ins.src_lay, dst_lay, ins.res_lay)).wb_bgemm
             fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int, ctypes.c_int]
             wpk = pack_gemm_weights(weight.reshape(o, c), self.vector)
             bpad = np.zeros(wpk.shape[0] * wpk.shape[2], np.float32)   # whole groups
             bpad[:o] = bias
             consts: tuple[np.ndarray, ...] = (wpk, bpad)
         else:
-            fn = build_c(render_blocked_depthwise(layer, src_lay, dst_lay)).wb_bdw
+            fn = build_c(render_blocked_depthwise(layer, ins.src_lay, dst_lay)).wb_bdw
             fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_int]
             consts = (pack_depthwise_weights(weight, self.vector), bias)
 
         def bind(bufs: dict[str, np.ndarray], n: int) -> list[Call]:
             threads = default_threads()
-            calls: list[Call] = []
-            src = bufs[src_v]
-            if copy_in is not None:
-                src = bufs[private]
-                calls.append((copy_in, (bufs[src_v].ctypes.data, src.ctypes.data, n, threads)))
+            calls, src, res = ins.bind(bufs, n, threads)
             addrs = [src.ctypes.data, bufs[layer.name].ctypes.data,
                      *(k.ctypes.data for k in consts)]
-            if res_v is not None:
-                res = bufs[res_private] if copy_res is not None else bufs[res_v]
-                if copy_res is not None:
-                    calls.append((copy_res, (bufs[res_v].ctypes.data, res.ctypes.data, n,
-                                             threads)))
+            if res is not None:
                 addrs.append(res.ctypes.data)
             elif is_pointwise_layer(layer):
-                addrs.append(None)
+                addrs.append(None)      # the GEMM's residual argument, unused
             calls.append((fn, (*addrs, n, threads)))
             return calls
 
@@ -466,12 +480,7 @@ class CPlan:
         out = self.shapes[layer.name]
         st = CStep(layer, run, "generated", layer.kernel_patterns.kept_weights * out[1] * out[2],
                    bind=bind)
-        if copy:
-            st.copies.append(private)
-            self.layouts[private] = src_lay
-        if res_copy:
-            st.copies.append(res_private)
-            self.layouts[res_private] = dst_lay
+        ins.record(st, self.layouts)
         return st
 
     def _relayout(self, v: str, to: Layout) -> Any:
