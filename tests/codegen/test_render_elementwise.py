@@ -1,5 +1,5 @@
-"""C max pooling, global average pooling and residual add: against PyTorch / NumPy in padded
-and plain layouts."""
+"""C max pooling, global average pooling, residual add, relayout and border clearing: against
+PyTorch / NumPy in padded and plain layouts."""
 from __future__ import annotations
 
 import ctypes
@@ -15,7 +15,7 @@ from workbench.codegen.lr import Layer, LRError
 from workbench.codegen.ir import conv_src_layout
 from workbench.codegen.lr import conv_layer
 from workbench.codegen.render_elementwise import render_add, render_global_avgpool, \
-    render_maxpool, render_relayout
+    render_clear_border, render_maxpool, render_relayout
 
 pytestmark = pytest.mark.needs_cc
 
@@ -125,3 +125,27 @@ def test_relayout_writes_what_layout_write_does(hw: tuple[int, int], stride: int
 def test_relayout_refuses_other_shapes() -> None:
     with pytest.raises(LRError, match="shapes differ"):
         render_relayout(Layout(3, 4, 4), Layout(3, 4, 6, 1, 1, 2, 2))
+
+
+@pytest.mark.parametrize("lay", [Layout(5, 7, 9, 1, 1, rows=10, row=16), Layout(3, 4, 4, 2, 0),
+                                 Layout(32, 4, 3, 1, 1, rows=6, row=6, cb=16),
+                                 Layout(16, 1, 1, 0, 1, rows=2, row=3, cb=8), Layout(4, 3, 5)],
+                         ids=str)
+def test_clear_border_zeroes_every_float_but_the_pixels(lay: Layout) -> None:
+    # a buffer full of garbage (another value's, in the arena), its border cleared, then the
+    # pixels written: the same buffer as a fresh zeroed one with the pixels written
+    n = 2
+    x = np.random.default_rng(0).standard_normal((n, lay.c, lay.h, lay.w)).astype(np.float32)
+    fn = build_c(render_clear_border(lay)).wb_clear
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    buf, ref = lay.alloc(n), lay.alloc(n)
+    buf[:] = np.nan
+    fn(buf.ctypes.data, n, 2)
+    lay.write(buf, x)
+    lay.write(ref, x)
+    np.testing.assert_array_equal(buf, ref)
+
+
+def test_clear_border_refuses_stride_phases() -> None:
+    with pytest.raises(LRError, match="stride phases"):
+        render_clear_border(Layout(3, 4, 4, 1, 1, 2, 2))

@@ -187,3 +187,36 @@ def render_relayout(src: Layout, dst: Layout) -> str:
                  f"yr[{px * dst.plane + col0} + k] = xr[{x0} + {sx} * k];")
     L += ["    }", "  }", "  return 0;", "}", ""]
     return "\n".join(L)
+
+
+def render_clear_border(lay: Layout) -> str:
+    """C source of `int wb_clear(y, n, threads)`: every float of the (n, image) buffer in
+    one-phase layout lay that is not a pixel of the image (border, row and plane padding)
+    set to zero; for a buffer that shares memory with others (runtime_c's arena), before its
+    producer writes the pixels. Per plane (a channel block's, lay.cb floats a pixel): the
+    top rows and the first row's left border, then one run per row from its right border to
+    the next row's left one, then the rest of the plane."""
+    if lay.phases != 1:
+        raise LRError(f"render_clear_border: {lay} has stride phases")
+    cb, rs = lay.cb, lay.row_stride
+    head = (lay.top * rs + lay.left) * cb
+    gap = (rs - lay.w) * cb                       # from one row's end to the next row's start
+    tail0 = ((lay.top + lay.h - 1) * rs + lay.left + lay.w) * cb
+    planes = lay.c // cb
+    L = [HEADER.format(what=f"zero the border of {lay}"),
+         "#include <string.h>",
+         "int wb_clear(float *restrict y, int n_img, int threads) {",
+         f"  const long jobs = (long)n_img * {planes};",
+         "  #pragma omp parallel for schedule(static) num_threads(threads)",
+         "  for (long job = 0; job < jobs; ++job) {",
+         f"    float *p = y + job * {lay.block};"]
+    if head:
+        L.append(f"    memset(p, 0, {4 * head});")
+    if gap:
+        L += [f"    for (int r = 0; r < {lay.h - 1}; ++r)",
+              f"      memset(p + {tail0 - (lay.h - 1) * rs * cb} + (size_t)r * {rs * cb}, 0, "
+              f"{4 * gap});"]
+    if lay.block > tail0:
+        L.append(f"    memset(p + {tail0}, 0, {4 * (lay.block - tail0)});")
+    L += ["  }", "  return 0;", "}", ""]
+    return "\n".join(L)

@@ -4,11 +4,12 @@ Every value gets one buffer layout, chosen for its readers: the zero-bordered, r
 layout its stride-1 convolutions read (so the producing kernel writes straight into it and
 no padding copy is made), else plain NCHW. A reader that cannot use that layout (a strided
 conv wants stride phases) gets its own copy, made by a C kernel (render_relayout).
-Buffers of values that are dead are reused by later values of the same layout, so their
-zero borders stay valid. Buffers without borders (every float a value) share one arena
-instead, wherever their live steps do not meet: MobileNet-V2-224's activations take 17.2 MB
-instead of 23.6, and it runs 4-7% faster (its weights and activations together no longer
-overflow the 32 MB L3).
+A buffer slot is reused by later values of the same layout once its value is dead, and
+slots share one arena wherever their live steps do not meet (greedy by size, as TFLite
+plans its arena); a bordered slot's border is cleared before the step that makes it, since
+other slots' values were there. MobileNet-V2-224's activations take 7.1 MB instead of 23.6
+with a buffer per slot, and it runs 8-12% faster: weights and activations together had
+overflowed the 32 MB L3 on every call.
 
 Values on small planes (at most BLOCKED_MAX_PIXELS pixels) that only 1x1 and depthwise convs
 make and read are held channel-blocked instead (Layout.cb, render_blocked): those convs then
@@ -26,7 +27,7 @@ import numpy as np
 
 from workbench.codegen.build import build_c, build_numba, host_vector_width
 from workbench.codegen.driver import BoundCalls, Call
-from workbench.codegen.ir import Layout, conv_ir, conv_src_layout, is_depthwise_layer, \
+from workbench.codegen.ir import SLACK, Layout, conv_ir, conv_src_layout, is_depthwise_layer, \
     is_pointwise_layer, pointwise_src_layout
 from workbench.codegen.kernel import CompiledLayer
 from workbench.codegen.lr import LR, Layer, LRError
@@ -36,7 +37,7 @@ from workbench.codegen.render_blocked import depthwise_src_need, pack_depthwise_
     render_blocked_global_avgpool, render_blocked_relayout
 from workbench.codegen.render_c import render_linear
 from workbench.codegen.render_elementwise import render_add, render_global_avgpool, \
-    render_maxpool, render_relayout
+    render_clear_border, render_maxpool, render_relayout
 from workbench.codegen.render_numba import render_numba
 from workbench.codegen.schedule import Schedule
 
@@ -45,6 +46,9 @@ from workbench.codegen.schedule import Schedule
 # 14x14 and 7x7 blocks; its 56x56 and larger blocks already match the peers in NCHW).
 # $WORKBENCH_BLOCKED_PIXELS overrides it (0: never), for comparisons.
 BLOCKED_MAX_PIXELS = 28 * 28
+# Bordered (one-phase) buffers share the arena too, their borders cleared before each call's
+# producer writes them (render_clear_border), not only the buffers without borders.
+ARENA_BORDERED = True
 
 
 def blocked_max_pixels() -> int:
@@ -221,7 +225,11 @@ class CPlan:
         self.steps = [self._step(layer, fused_given[layer.name] if layer.name in fused_given
                                  else schedule_for(layer)) for layer in lr.layers]
         self._buffers: dict[int, dict[str, np.ndarray]] = {}
-        self.arena: np.ndarray | None = None      # the tight slots' shared memory (buffers)
+        self.arena: np.ndarray | None = None      # the slots' shared memory (buffers)
+        self._clear_slots: dict[int, list[int]] = {}
+        self._slot_memory: list[np.ndarray] = []
+        self._clearers: dict[Layout, Any] = {}
+        self._python_clears: dict[str, list[Call]] = {}   # _runs: per step run from Python
         self._slots = self._assign_slots()
         # (buffers, threads) -> runs: BoundCalls of consecutive bindable steps, else a step
         self._bound: tuple[dict[str, np.ndarray], int, list[Any]] | None = None
@@ -554,14 +562,18 @@ class CPlan:
         return slots
 
     def _arena_offsets(self) -> dict[int, int]:
-        """Slot -> offset in floats per image in the shared arena, for slots whose every
-        float is a value the producer writes (no border, row padding or phases: nothing to
-        keep zero), not handed out: slots live at disjoint steps share memory (greedy by
-        size, as TFLite's arena planner). Bordered slots keep memory of their own, so their
-        zero borders stay valid."""
+        """Slot -> offset in floats per image in the shared arena: slots live at disjoint
+        steps share memory (greedy by size, as TFLite's arena planner). In it: the slots
+        whose every float is a pixel (nothing to keep zero), and with ARENA_BORDERED the
+        one-phase bordered ones made by a step (their borders are cleared before it runs:
+        _clears). Outside it: handed-out outputs, stride-phased slots and a bordered input."""
         handed = set(self._handed_out.values())
-        sizes = {s: -(-lay.image // 16) * 16 for s, lay in enumerate(self.slot_layouts)
-                 if lay.tight and s not in handed}
+        # each slot keeps SLACK floats after its image, as a buffer of its own does: a
+        # whole-vector store of a last partial vector lands there, not in a live neighbour
+        sizes = {s: -(-lay.image // 16) * 16 + SLACK
+                 for s, lay in enumerate(self.slot_layouts)
+                 if s not in handed and (lay.tight or ARENA_BORDERED and lay.phases == 1
+                                         and self.slot_live[s][0] >= 0)}
         placed: list[tuple[int, int, int]] = []   # (offset, end, slot)
         offsets: dict[int, int] = {}
         for s in sorted(sizes, key=lambda s: (-sizes[s], s)):
@@ -577,26 +589,51 @@ class CPlan:
             placed.append((at, at + sizes[s], s))
         return offsets
 
+    def _arena_floats(self, offsets: dict[int, int]) -> int:
+        """Floats per image of the arena holding the slots at these offsets."""
+        return max((o + -(-self.slot_layouts[s].image // 16) * 16 + SLACK
+                    for s, o in offsets.items()), default=0)
+
+    def _clears(self, offsets: dict[int, int]) -> dict[int, list[int]]:
+        """Step -> the bordered arena slots whose borders it clears before running: those
+        it makes first (other slots' values may have been there since the last call)."""
+        out: dict[int, list[int]] = {}
+        for s in sorted(offsets):
+            if not self.slot_layouts[s].tight:
+                out.setdefault(self.slot_live[s][0], []).append(s)
+        return out
+
     def buffers(self, n: int) -> dict[str, np.ndarray]:
-        """Value name -> buffer (N, image) for batch n (allocated once per n): the tight
-        slots as views into one arena, the others allocated alone."""
+        """Value name -> buffer (N, image) for batch n (allocated once per n): the arena's
+        slots as views into it, the others allocated alone."""
         if n not in self._buffers:
             offsets = self._arena_offsets()
-            floats = max((o + self.slot_layouts[s].image for s, o in offsets.items()),
-                         default=0)
-            arena = Layout(n * floats, 1, 1).alloc(1)[0]
-            mem = [arena[n * offsets[s]:n * (offsets[s] + lay.image)].reshape(n, lay.image)
+            arena = Layout(n * self._arena_floats(offsets), 1, 1).alloc(1)[0]
+            mem = [arena[n * offsets[s]:n * offsets[s] + n * lay.image].reshape(n, lay.image)
                    if s in offsets else lay.alloc(n) for s, lay in enumerate(self.slot_layouts)]
             self._buffers = {n: {v: mem[s] for v, s in self._slots.items()}}
             self.arena = arena
+            self._clear_slots = self._clears(offsets)
+            self._slot_memory = mem
         return self._buffers[n]
+
+    def _clear_calls(self, i: int, n: int, threads: int) -> list[Call]:
+        """The calls clearing the borders of the slots step i makes first (buffers(n))."""
+        calls: list[Call] = []
+        for s in self._clear_slots.get(i, []):
+            lay = self.slot_layouts[s]
+            if lay not in self._clearers:
+                fn = build_c(render_clear_border(lay)).wb_clear
+                fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+                self._clearers[lay] = fn
+            calls.append((self._clearers[lay], (self._slot_memory[s].ctypes.data, n, threads)))
+        return calls
 
     def allocated_bytes(self, n: int) -> int:
         """Bytes of activation buffers for batch n (the arena and the slots outside it)."""
         offsets = self._arena_offsets()
-        arena = max((o + self.slot_layouts[s].image for s, o in offsets.items()), default=0)
-        return 4 * n * (arena + sum(lay.image for s, lay in enumerate(self.slot_layouts)
-                                    if s not in offsets))
+        return 4 * n * (self._arena_floats(offsets) + sum(
+            lay.image for s, lay in enumerate(self.slot_layouts) if s not in offsets))
 
     def _runs(self, bufs: dict[str, np.ndarray], n: int) -> list[Any]:
         """The steps as runs: (BoundCalls, names) for consecutive steps whose calls bind to
@@ -616,12 +653,14 @@ class CPlan:
                       for v, s in self._handed_out.items()}
                 runs.append((calls, [nm for nm, _ in pending], at))
                 pending.clear()
-        for step in self.steps:
+        for i, step in enumerate(self.steps):
+            clears = self._clear_calls(i, n, threads)
             if step.bind is not None:
-                pending.append((step.layer.name, step.bind(bufs, n)))
+                pending.append((step.layer.name, clears + step.bind(bufs, n)))
             else:
                 flush()
                 runs.append(step)
+                self._python_clears[step.layer.name] = clears
         flush()
         self._bound = (bufs, threads, runs)
         return runs
@@ -642,6 +681,8 @@ class CPlan:
         for r in runs:
             if isinstance(r, CStep):
                 t0 = time.perf_counter()
+                for fn, args in self._python_clears[r.layer.name]:
+                    fn(*args)
                 r.run(bufs, n)
                 times[r.layer.name] = time.perf_counter() - t0
             else:
