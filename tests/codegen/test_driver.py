@@ -47,3 +47,22 @@ def test_driver_source_and_argument_kinds() -> None:
     fn.argtypes = [ctypes.c_void_p, ctypes.c_double]
     with pytest.raises(TypeError, match="neither void \\* nor int"):
         call_kinds(fn)
+
+
+def test_prologue_calls_run_first_untimed_and_addresses_can_be_rewritten() -> None:
+    lib = build_c(SOURCE)
+    add_one, scale_into = lib.add_one, lib.scale_into
+    add_one.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    scale_into.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    x, y = np.zeros(4, np.float32), np.zeros(4, np.float32)
+    # prologue: x = 2 * (an input bound later); step: x += 1
+    run = BoundCalls([[(add_one, (x.ctypes.data, 4, 1))]],
+                     prologue=[(scale_into, (0, x.ctypes.data, 4, 2))])
+    assert run.args[1] == 0
+    for value in (1.0, 5.0):
+        given = np.full(4, value, np.float32)
+        run.args[1] = given.ctypes.data        # a new input array for this run
+        run.run()
+        np.testing.assert_array_equal(x, 2 * value + 1)
+        assert run.times().shape == (1,)
+    np.testing.assert_array_equal(y, 0)

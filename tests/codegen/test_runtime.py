@@ -390,3 +390,22 @@ def test_c_plan_shares_one_arena_between_slots_live_at_different_steps(
     plan.arena[:] = np.nan
     assert rel_err(net(x).numpy(), ref) < 1e-4
     assert rel_err(net(x).numpy(), ref) < 1e-4
+
+
+@pytest.mark.needs_cc
+def test_c_plan_copies_the_input_in_the_driver_call_and_hands_out_flat_outputs() -> None:
+    # one driver call per network call: the input copy is its untimed prologue; the logits
+    # are written straight into a new array per call, which later calls leave alone
+    torch.manual_seed(0)
+    model = _small_mobilenet().eval()
+    net = compile(model, input_shape=(3, 13, 11), emitter="c")
+    plan = net.plan
+    xs = [torch.randn(1, 3, 13, 11) for _ in range(2)]
+    ys = [net(x).numpy() for x in xs]
+    runs = plan._runs(plan.buffers(1), 1)
+    assert len(runs) == 1 and runs[0][3] == 1
+    (out,) = net.lr.outputs
+    assert out in plan._handed_out and ys[0] is not ys[1]
+    for x, y in zip(xs, ys):
+        assert rel_err(y, model(x).detach().numpy()) < 1e-4
+    assert list(net.last_times) == [s.layer.name for s in plan.steps]

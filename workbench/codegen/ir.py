@@ -95,10 +95,8 @@ class Layout:
     def alloc(self, n: int, zero: bool = True) -> np.ndarray:
         """A zeroed (or, zero=False, uninitialised) (n, image) float32 buffer (64-byte
         aligned) for this layout."""
-        # slack after the end: whole-vector loads of a last partial vector stay in bounds
-        buf = (np.zeros if zero else np.empty)(n * self.image + 16 + SLACK, np.float32)
-        off = (-buf.ctypes.data // 4) % 16
-        return buf[off:off + n * self.image + SLACK][:n * self.image].reshape(n, self.image)
+        image = self.image
+        return aligned_floats(n * image, zero).reshape(n, image)
 
     def write(self, buf: np.ndarray, x: np.ndarray) -> None:
         """Store x (N, C, H, W) into buf (N, image) in this layout (the border stays zero)."""
@@ -144,6 +142,15 @@ class Layout:
 # when it starts in the line's second half, the same columns in every row.
 ROW_ALIGN = 16
 SLACK = 256
+
+
+def aligned_floats(count: int, zero: bool = True) -> np.ndarray:
+    """A zeroed (or, zero=False, uninitialised) float32 array of count floats, 64-byte
+    aligned, with SLACK floats after its end that belong to it (whole-vector loads of a last
+    partial vector stay in bounds)."""
+    buf = (np.zeros if zero else np.empty)(count + 16 + SLACK, np.float32)
+    off = (-buf.ctypes.data // 4) % 16
+    return buf[off:off + count]
 
 
 def round_up(v: int, m: int) -> int:

@@ -118,7 +118,7 @@ class CompiledNetwork:
             self.steps = [self._step(layer, library) for layer in self.lr.layers]
         else:
             raise ValueError(f"unknown emitter {emitter!r}; choose 'numba' or 'c'")
-        self.last_times: dict[str, float] = {}
+        self._last_times: dict[str, float] = {}
         # The last reader of each value: after it runs, the value can be freed.
         last: dict[str, int] = {}
         for i, layer in enumerate(self.lr.layers):
@@ -126,6 +126,12 @@ class CompiledNetwork:
                 last[v] = i
         self._free_after = {i: [v for v, j in last.items() if j == i and v not in self.lr.outputs]
                             for i in range(len(self.steps))}
+
+    @property
+    def last_times(self) -> dict[str, float]:
+        """Seconds per layer of the latest call, in execution order (read from the C
+        driver's clock stamps on demand, so a call pays nothing for them)."""
+        return self.plan.times() if self.plan is not None else self._last_times
 
     # --- building ----------------------------------------------------------------------------
     def _schedule(self, layer: Layer) -> Schedule | None:
@@ -210,14 +216,13 @@ class CompiledNetwork:
         if xa.ndim != 4 or tuple(xa.shape[1:]) != tuple(shape):
             raise ValueError(f"expected input (N, {', '.join(map(str, shape))}), got {xa.shape}")
         vals: dict[str, np.ndarray] = {name: np.ascontiguousarray(xa, dtype=np.float32)}
-        times: dict[str, float] = {}
         if self.plan is not None:
-            outs = self.plan.run(vals[name], times)
-            self.last_times = times
+            outs = self.plan.run(vals[name])
             if is_torch:
                 import torch
                 outs = [torch.from_numpy(o) for o in outs]
             return outs[0] if len(outs) == 1 else tuple(outs)
+        times: dict[str, float] = {}
         with _torch_one_thread():
             for i, step in enumerate(self.steps):
                 t0 = time.perf_counter()
@@ -225,7 +230,7 @@ class CompiledNetwork:
                 times[step.layer.name] = time.perf_counter() - t0
                 for v in self._free_after[i]:
                     vals.pop(v, None)
-        self.last_times = times
+        self._last_times = times
         outs = [vals[o] for o in self.lr.outputs]
         if is_torch:
             import torch

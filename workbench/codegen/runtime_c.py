@@ -27,8 +27,8 @@ import numpy as np
 
 from workbench.codegen.build import build_c, build_numba, host_vector_width
 from workbench.codegen.driver import BoundCalls, Call
-from workbench.codegen.ir import SLACK, Layout, conv_ir, conv_src_layout, is_depthwise_layer, \
-    is_pointwise_layer, pointwise_src_layout
+from workbench.codegen.ir import SLACK, Layout, aligned_floats, conv_ir, conv_src_layout, \
+    is_depthwise_layer, is_pointwise_layer, pointwise_src_layout
 from workbench.codegen.kernel import CompiledLayer
 from workbench.codegen.lr import LR, Layer, LRError
 from workbench.codegen.parallel import default_threads, run_jobs
@@ -230,17 +230,20 @@ class CPlan:
         self._slot_memory: list[np.ndarray] = []
         self._clearers: dict[Layout, Any] = {}
         self._python_clears: dict[str, list[Call]] = {}   # _runs: per step run from Python
+        self._times: dict[str, float] = {}      # the latest run's: steps run from Python
+        self._timed: list[tuple[list[str], BoundCalls]] = []   # and driver calls (times())
         self._slots = self._assign_slots()
         # (buffers, threads) -> runs: BoundCalls of consecutive bindable steps, else a step
         self._bound: tuple[dict[str, np.ndarray], int, list[Any]] | None = None
         self._copy_in: Any = None                 # C copies of the input and outputs
         self._copy_out: dict[str, Any] = {}
-        # outputs held in plain NCHW, each in a slot of its own among the outputs: value ->
-        # slot, whose buffer is a new array on each call, handed to the caller
-        outs = [o for o in lr.outputs if len(self.shapes[o]) == 3 and self.layouts[o].dense
-                and o not in lr.inputs]
+        # outputs held in plain NCHW (or flat: a classifier's logits), each in a slot of its
+        # own among the outputs: value -> slot, whose buffer is a new array on each call,
+        # handed to the caller
+        outs = [o for o in lr.outputs if self.layouts[o].dense and o not in lr.inputs]
         self._handed_out = {o: self._slots[o] for o in outs
                             if [self._slots[p] for p in lr.outputs].count(self._slots[o]) == 1}
+        self._handed_images = {s: self.slot_layouts[s].image for s in self._handed_out.values()}
 
     # --- layouts -----------------------------------------------------------------------------
     def _blocked_values(self) -> set[str]:
@@ -608,7 +611,7 @@ class CPlan:
         slots as views into it, the others allocated alone."""
         if n not in self._buffers:
             offsets = self._arena_offsets()
-            arena = Layout(n * self._arena_floats(offsets), 1, 1).alloc(1)[0]
+            arena = aligned_floats(n * self._arena_floats(offsets))
             mem = [arena[n * offsets[s]:n * offsets[s] + n * lay.image].reshape(n, lay.image)
                    if s in offsets else lay.alloc(n) for s, lay in enumerate(self.slot_layouts)]
             self._buffers = {n: {v: mem[s] for v, s in self._slots.items()}}
@@ -636,23 +639,32 @@ class CPlan:
             lay.image for s, lay in enumerate(self.slot_layouts) if s not in offsets))
 
     def _runs(self, bufs: dict[str, np.ndarray], n: int) -> list[Any]:
-        """The steps as runs: (BoundCalls, names) for consecutive steps whose calls bind to
-        these buffers (one driver call each), else the CStep itself; cached per buffers and
-        thread count (bound arguments hold both)."""
+        """The steps as runs: (BoundCalls, names, handed-out slot -> positions of its
+        address in the calls' args, position of the input's address or None) for
+        consecutive steps whose calls bind to these buffers (one driver call each), else the
+        CStep itself; cached per buffers and thread count (bound arguments hold both). When
+        the first step binds, the first run copies the input in too (its prologue)."""
         threads = default_threads()
         if self._bound is not None and self._bound[0] is bufs and self._bound[1] == threads:
             return self._bound[2]
         runs: list[Any] = []
         pending: list[tuple[str, list[Call]]] = []
+        (name,) = self.lr.inputs
+        prologue: list[Call] = []
+        if self.steps and self.steps[0].bind is not None and len(self.shapes[name]) == 3:
+            # the input's address (0 here) is written into args on each call
+            prologue = [(self._input_copier(), (0, bufs[name].ctypes.data, n, threads))]
 
         def flush() -> None:
+            nonlocal prologue
             if pending:
-                calls = BoundCalls([c for _, c in pending])
+                calls = BoundCalls([c for _, c in pending], prologue)
                 # where the calls hold the address of a slot handed out as an output
                 at = {s: np.flatnonzero(calls.args == bufs[v].ctypes.data)
                       for v, s in self._handed_out.items()}
-                runs.append((calls, [nm for nm, _ in pending], at))
+                runs.append((calls, [nm for nm, _ in pending], at, 1 if prologue else None))
                 pending.clear()
+                prologue = []
         for i, step in enumerate(self.steps):
             clears = self._clear_calls(i, n, threads)
             if step.bind is not None:
@@ -665,32 +677,50 @@ class CPlan:
         self._bound = (bufs, threads, runs)
         return runs
 
-    def run(self, x: np.ndarray, times: dict[str, float]) -> list[np.ndarray]:
-        """Run all steps on x (N, C, H, W); returns the outputs as (N, ...) arrays and puts
-        each step's seconds in times."""
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """Run all steps on x (N, C, H, W) float32, C-contiguous; returns the outputs as (N,
+        ...) arrays (each step's seconds: times())."""
         import time
         n = x.shape[0]
         bufs = self.buffers(n)
         runs = self._runs(bufs, n)
         # a plain output is written straight into a new array (no copy out): every value of
         # its slot gets that array for this call, in the bound calls too
-        fresh = {s: self.slot_layouts[s].alloc(n, zero=False) for s in self._handed_out.values()}
-        if fresh:
+        fresh = {s: aligned_floats(n * image, zero=False).reshape(n, image)
+                 for s, image in self._handed_images.items()}
+        copied_in = not isinstance(runs[0], CStep) and runs[0][3] is not None
+        if fresh and not (copied_in and len(runs) == 1):
+            # steps run from Python (or the input copy) find the new arrays in bufs
             bufs = {v: fresh.get(s, bufs[v]) for v, s in self._slots.items()}
-        self._write_input(bufs, x)
+        if copied_in:
+            runs[0][0].args[runs[0][3]] = x.ctypes.data
+        else:
+            self._write_input(bufs, x)
+        self._times: dict[str, float] = {}
+        self._timed: list[tuple[list[str], BoundCalls]] = []
         for r in runs:
             if isinstance(r, CStep):
                 t0 = time.perf_counter()
                 for fn, args in self._python_clears[r.layer.name]:
                     fn(*args)
                 r.run(bufs, n)
-                times[r.layer.name] = time.perf_counter() - t0
+                self._times[r.layer.name] = time.perf_counter() - t0
             else:
-                calls, names, at = r
+                calls, names, at, _ = r
                 for s, pos in at.items():
                     calls.args[pos] = fresh[s].ctypes.data
-                times.update(zip(names, calls().tolist()))
-        return [self._read_output(bufs, o, n) for o in self.lr.outputs]
+                calls.run()
+                self._timed.append((names, calls))
+        return [fresh[self._handed_out[o]].reshape(n, *self.shapes[o]) if o in self._handed_out
+                else self._read_output(bufs, o, n) for o in self.lr.outputs]
+
+    def times(self) -> dict[str, float]:
+        """Seconds per step of the latest run, in execution order."""
+        for names, calls in self._timed:
+            self._times.update(zip(names, calls.times().tolist()))
+        self._timed = []
+        return {s.layer.name: self._times[s.layer.name] for s in self.steps
+                if s.layer.name in self._times}
 
     # The network's input and outputs are copied by C kernels on every thread: NumPy's
     # one-thread strided copies of a 64 x 224 x 224 value (12.8 MB) into the bordered input
@@ -703,10 +733,15 @@ class CPlan:
         if len(self.shapes[name]) != 3:
             lay.write(bufs[name], x)
             return
+        self._input_copier()(x.ctypes.data, bufs[name].ctypes.data, x.shape[0],
+                             default_threads())
+
+    def _input_copier(self) -> Any:
+        """The C copy of a plain (N, C, H, W) input into the input value's layout."""
         if self._copy_in is None:
-            self._copy_in = _copier(Layout(*self.shapes[name]), lay)
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        self._copy_in(x.ctypes.data, bufs[name].ctypes.data, x.shape[0], default_threads())
+            (name,) = self.lr.inputs
+            self._copy_in = _copier(Layout(*self.shapes[name]), self.layouts[name])
+        return self._copy_in
 
     def _read_output(self, bufs: dict[str, np.ndarray], v: str, n: int) -> np.ndarray:
         """A new (n, *shape) array holding output value v."""
