@@ -678,9 +678,10 @@ class CPlan:
         return runs
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        """Run all steps on x (N, C, H, W) float32, C-contiguous; returns the outputs as (N,
-        ...) arrays (each step's seconds: times())."""
+        """Run all steps on x (N, C, H, W); returns the outputs as (N, ...) arrays (each
+        step's seconds: times())."""
         import time
+        x = np.ascontiguousarray(x, dtype=np.float32)   # its address goes to the C copy
         n = x.shape[0]
         bufs = self.buffers(n)
         runs = self._runs(bufs, n)
@@ -696,8 +697,8 @@ class CPlan:
             runs[0][0].args[runs[0][3]] = x.ctypes.data
         else:
             self._write_input(bufs, x)
-        self._times: dict[str, float] = {}
-        self._timed: list[tuple[list[str], BoundCalls]] = []
+        self._times = {}
+        self._timed = []
         for r in runs:
             if isinstance(r, CStep):
                 t0 = time.perf_counter()
