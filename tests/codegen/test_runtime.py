@@ -405,7 +405,7 @@ def test_c_plan_copies_the_input_in_the_driver_call_and_hands_out_flat_outputs()
     runs = plan._runs(plan.buffers(1), 1)
     assert len(runs) == 1 and runs[0][3] == 1
     (out,) = net.lr.outputs
-    assert out in plan._handed_out and ys[0] is not ys[1]
+    assert out in plan._handed_out
     for x, y in zip(xs, ys):
         assert rel_err(y, model(x).detach().numpy()) < 1e-4
     assert list(net.last_times) == [s.layer.name for s in plan.steps]

@@ -28,7 +28,7 @@ import numpy as np
 from workbench.codegen.build import build_c, build_numba, host_vector_width
 from workbench.codegen.driver import BoundCalls, Call
 from workbench.codegen.ir import SLACK, Layout, aligned_floats, conv_ir, conv_src_layout, \
-    is_depthwise_layer, is_pointwise_layer, pointwise_src_layout
+    is_depthwise_layer, is_pointwise_layer, pointwise_src_layout, round_up
 from workbench.codegen.kernel import CompiledLayer
 from workbench.codegen.lr import LR, Layer, LRError
 from workbench.codegen.parallel import default_threads, run_jobs
@@ -573,8 +573,7 @@ class CPlan:
         handed = set(self._handed_out.values())
         # each slot keeps SLACK floats after its image, as a buffer of its own does: a
         # whole-vector store of a last partial vector lands there, not in a live neighbour
-        sizes = {s: -(-lay.image // 16) * 16 + SLACK
-                 for s, lay in enumerate(self.slot_layouts)
+        sizes = {s: self._arena_size(s) for s, lay in enumerate(self.slot_layouts)
                  if s not in handed and (lay.tight or ARENA_BORDERED and lay.phases == 1
                                          and self.slot_live[s][0] >= 0)}
         placed: list[tuple[int, int, int]] = []   # (offset, end, slot)
@@ -592,10 +591,14 @@ class CPlan:
             placed.append((at, at + sizes[s], s))
         return offsets
 
+    def _arena_size(self, s: int) -> int:
+        """Floats per image slot s takes in the arena: its image to a whole vector, and
+        SLACK."""
+        return round_up(self.slot_layouts[s].image, 16) + SLACK
+
     def _arena_floats(self, offsets: dict[int, int]) -> int:
         """Floats per image of the arena holding the slots at these offsets."""
-        return max((o + -(-self.slot_layouts[s].image // 16) * 16 + SLACK
-                    for s, o in offsets.items()), default=0)
+        return max((o + self._arena_size(s) for s, o in offsets.items()), default=0)
 
     def _clears(self, offsets: dict[int, int]) -> dict[int, list[int]]:
         """Step -> the bordered arena slots whose borders it clears before running: those
