@@ -409,3 +409,32 @@ def test_c_plan_copies_the_input_in_the_driver_call_and_hands_out_flat_outputs()
     for x, y in zip(xs, ys):
         assert rel_err(y, model(x).detach().numpy()) < 1e-4
     assert list(net.last_times) == [s.layer.name for s in plan.steps]
+
+
+@pytest.mark.needs_cc
+def test_c_plan_short_run_matches_the_long_one() -> None:
+    # after a first call on numpy arrays, run() only sets two addresses and makes the driver
+    # call; other batch sizes, dtypes and strides go the long way and re-arm it
+    torch.manual_seed(0)
+    model = _small_mobilenet().eval()
+    net = compile(model, input_shape=(3, 13, 11), emitter="c")
+    plan = net.plan
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((n, 3, 13, 11)).astype(np.float32) for n in (1, 1, 1, 2, 1)]
+    refs = [model(torch.from_numpy(x)).detach().numpy() for x in xs]
+    assert plan._fast is None
+    ys = [net(xs[0])]
+    assert plan._fast is not None and plan._fast.n == 1
+    short = plan._fast
+    ys.append(net(xs[1]))                          # the short way
+    assert plan._fast is short and list(net.last_times) == [s.layer.name for s in plan.steps]
+    ys.append(net(xs[2].astype(np.float64)))        # the long way (a copy), same batch
+    ys.append(net(xs[3]))                           # batch 2: long, re-armed for 2
+    assert plan._fast.n == 2
+    ys.append(net(np.asfortranarray(xs[4])))        # not C-contiguous: long
+    assert plan._fast.n == 1
+    for y, ref in zip(ys, refs):
+        assert rel_err(y, ref) < 1e-4
+    # each call's output is its own array: later calls leave the earlier ones alone
+    assert len({y.__array_interface__["data"][0] for y in ys}) == len(ys)
+    assert rel_err(ys[1], refs[1]) < 1e-4 and rel_err(ys[0], refs[0]) < 1e-4

@@ -109,6 +109,8 @@ class CompiledNetwork:
         self.emitter = emitter
         self.target = target
         self.shapes = self.lr.shapes()
+        (shape,) = self.lr.inputs.values()
+        self._input_shape = tuple(int(d) for d in shape)
         self.schedules = schedules or {}
         self.plan: CPlan | None = None
         if emitter == "c":
@@ -210,6 +212,11 @@ class CompiledNetwork:
     # --- running -----------------------------------------------------------------------------
     def __call__(self, x: Any) -> Any:
         """Run the network: x (N, C, H, W) float32 numpy or torch -> output, same kind."""
+        if self.plan is not None and type(x) is np.ndarray and x.ndim == 4 and \
+                x.shape[1:] == self._input_shape:
+            # the C plan on a numpy array: straight to it (Python here costs per inference)
+            outs = self.plan.run(x)
+            return outs[0] if len(outs) == 1 else tuple(outs)
         is_torch = type(x).__module__.startswith("torch")
         xa = x.detach().cpu().numpy() if is_torch else np.asarray(x)
         (name, shape), = self.lr.inputs.items()
