@@ -211,8 +211,9 @@ class _ConvInputs:
 class _FastRun:
     """CPlan.run's short way, for a plan whose every step is in one driver call that copies
     the input in and writes the one output into a new array: set the two addresses, make
-    the call. The long way's Python around that call took 140-200 us per MobileNet-V2
-    inference (its code and data evicted from cache by the kernels), 5-7% at 2 threads."""
+    the call. In a noisy stretch of the 2-core VM, the long way's Python around that call
+    took 300-330 us per MobileNet-V2-224 inference (its code and data evicted from cache by
+    the kernels), this one 75-107 us: 5-6% of the inference."""
     n: int                          # batch size, threads and buffers the call is bound to
     threads: int
     bufs: dict[str, np.ndarray]
