@@ -211,9 +211,9 @@ class _ConvInputs:
 class _FastRun:
     """CPlan.run's short way, for a plan whose every step is in one driver call that copies
     the input in and writes the one output into a new array: set the two addresses, make
-    the call. In a noisy stretch of the 2-core VM, the long way's Python around that call
-    took 300-330 us per MobileNet-V2-224 inference (its code and data evicted from cache by
-    the kernels), this one 75-107 us: 5-6% of the inference."""
+    the call. The long way's Python around that call took 300-330 us per MobileNet-V2-224
+    inference in a noisy stretch of the 2-core VM (its code and data evicted from cache by
+    the kernels), this one 75-107 us; in a quieter one 120-142 against 29-84 us."""
     n: int                          # batch size, threads and buffers the call is bound to
     threads: int
     bufs: dict[str, np.ndarray]
@@ -225,21 +225,16 @@ class _FastRun:
     out_shape: tuple[int, ...]
 
     def __call__(self, plan: "CPlan", x: np.ndarray) -> list[np.ndarray]:
-        # as ir.aligned_floats makes it, with fewer Python calls (each one is slow here,
-        # its code and data evicted by the last call's kernels)
-        count = self.n * self.out_image
-        buf = np.empty(count + 16 + SLACK, np.float32)
-        addr = buf.__array_interface__["data"][0]
-        off = (-addr >> 2) & 15
-        addr += 4 * off
+        out = aligned_floats(self.n * self.out_image, zero=False)
         args = self.calls.args
-        args[self.x_pos] = x.__array_interface__["data"][0]
+        args[self.x_pos] = x.ctypes.data
+        addr = out.ctypes.data
         for p in self.out_pos:
             args[p] = addr
         self.calls.run()
         # every step is in this call: times() reads them all from its stamps
         plan._timed = [(self.names, self.calls)]
-        return [buf[off:off + count].reshape(self.out_shape)]
+        return [out.reshape(self.out_shape)]
 
 
 class CPlan:
@@ -761,7 +756,7 @@ class CPlan:
                     calls.args[pos] = fresh[s].ctypes.data
                 calls.run()
                 self._timed.append((names, calls))
-        (out,) = self.lr.outputs if len(self.lr.outputs) == 1 else (None,)
+        out = self.lr.outputs[0] if len(self.lr.outputs) == 1 else None
         if copied_in and len(runs) == 1 and out in self._handed_out:
             calls, names, at, x_pos = runs[0]
             self._fast = _FastRun(n, default_threads(), self._buffers[n], calls, names, x_pos,
