@@ -337,6 +337,34 @@ def test_c_plan_holds_small_mobilenet_blocks_channel_blocked(
 
 
 @pytest.mark.needs_cc
+@pytest.mark.parametrize("batch", [1, 2])
+def test_c_plan_fuses_large_expansions_with_their_depthwise_convs(
+        monkeypatch: pytest.MonkeyPatch, batch: int) -> None:
+    # with the size limit at 0 every block's expansion is fused with its depthwise conv
+    # (stride 1 and 2, with and without a residual after it); the fused step carries the
+    # depthwise conv's name, and the small planes are then no longer blocked
+    torch.manual_seed(0)
+    model = _small_mobilenet().eval()
+    x = torch.randn(batch, 3, 13, 11)
+    ref = model(x).detach().numpy()
+    monkeypatch.setenv("WORKBENCH_FUSE_EXPANSION_BYTES", "0")
+    net = compile(model, input_shape=(3, 13, 11), emitter="c")
+    fused = [s.layer for s in net.plan.steps if "expand" in s.layer.attrs]
+    assert len(fused) == 3
+    names = {lay.name for lay in net.lr.layers}
+    assert all(set(lay.attrs["fused"]) <= names and lay.name == lay.attrs["fused"][1]
+               for lay in fused)
+    for _ in range(2):        # the long way, then the short one
+        assert rel_err(net(x).numpy(), ref) < 1e-4
+    assert set(net.last_times) == {s.layer.name for s in net.plan.steps}
+    # the default limit (1 MB per image) leaves these small maps alone
+    monkeypatch.delenv("WORKBENCH_FUSE_EXPANSION_BYTES")
+    unfused = compile(model, input_shape=(3, 13, 11), emitter="c")
+    assert not any("expand" in s.layer.attrs for s in unfused.plan.steps)
+    assert len(unfused.plan.steps) == len(net.plan.steps) + 3
+
+
+@pytest.mark.needs_cc
 def test_c_plan_keeps_values_read_by_dense_convs_and_lone_1x1s_plain() -> None:
     # the first 1x1's output feeds a 3x3 dense conv (no blocked kernel); the last 1x1 would
     # be a lone blocked conv before the pool, its input copied in for one layer: nothing is

@@ -14,6 +14,10 @@ overflowed the 32 MB L3 on every call.
 Values on small planes (at most BLOCKED_MAX_PIXELS pixels) that only 1x1 and depthwise convs
 make and read are held channel-blocked instead (Layout.cb, render_blocked): those convs then
 run render_blocked's kernels, which use every vector lane whatever the plane size.
+
+A 1x1 expansion whose large output (FUSE_EXPANSION_BYTES) only a 3x3 depthwise conv reads
+runs fused with it (fuse_expansions, render_fused): the expanded map is never written.
+MobileNet-V2-224 has three (features.2-4): 3.77 -> 3.54 ms at 1 thread, 1.91 -> 1.78 at 2.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.codegen.build import build_c, build_numba, host_vector_width
+from workbench.codegen.build import build_c, build_numba, debug, host_vector_width
 from workbench.codegen.driver import BoundCalls, Call
 from workbench.codegen.ir import SLACK, Layout, aligned_floats, conv_ir, conv_src_layout, \
     is_depthwise_layer, is_pointwise_layer, pointwise_src_layout, round_up
@@ -38,6 +42,8 @@ from workbench.codegen.render_blocked import depthwise_src_need, pack_depthwise_
 from workbench.codegen.render_c import render_linear
 from workbench.codegen.render_elementwise import render_add, render_global_avgpool, \
     render_clear_border, render_maxpool, render_relayout
+from workbench.codegen.render_fused import FUSED_TO, fused_geometry, pack_fused_weights, \
+    render_expand_depthwise
 from workbench.codegen.render_numba import render_numba
 from workbench.codegen.schedule import Schedule
 
@@ -49,6 +55,19 @@ BLOCKED_MAX_PIXELS = 28 * 28
 # Bordered (one-phase) buffers share the arena too, their borders cleared before each call's
 # producer writes them (render_clear_border), not only the buffers without borders.
 ARENA_BORDERED = True
+
+
+# An expansion 1x1 is fused with the depthwise conv reading its output (render_fused) where
+# that output would take at least this many bytes per image: past half the 1 MB L2, so it
+# went out to L3 and back (MobileNet-V2-224's blocks at 112x112 and 56x56; on 28x28 and
+# smaller planes the blocked kernels run them). $WORKBENCH_FUSE_EXPANSION_BYTES overrides
+# it (a huge value: never), for comparisons.
+FUSE_EXPANSION_BYTES = 1 << 20
+
+
+def fuse_expansion_bytes() -> int:
+    """The size (bytes per image) from which an expansion's output is fused away."""
+    return int(os.environ.get("WORKBENCH_FUSE_EXPANSION_BYTES", FUSE_EXPANSION_BYTES))
 
 
 def blocked_max_pixels() -> int:
@@ -153,6 +172,53 @@ def fuse_residual_adds(lr: LR, schedule_for: Callable[[Layer], Schedule | None]
     return LR(dict(lr.inputs), layers, list(lr.outputs), dict(lr.meta)), given
 
 
+def is_fused_expansion(layer: Layer) -> bool:
+    """True for a layer fuse_expansions made (a 1x1 expansion and a depthwise conv)."""
+    return layer.op == "conv2d" and "expand" in layer.attrs
+
+
+def fuse_expansions(lr: LR) -> LR:
+    """The layers with each 1x1 expansion (stride 1, no residual) whose output only a 3x3
+    depthwise conv reads (stride 1 or 2, padding 1), and would take at least
+    fuse_expansion_bytes(), fused with that conv (render_fused): one conv2d layer with the
+    depthwise conv's name and attributes, the expansion's input (in_channels theirs),
+    attrs["expand"] = {"channels", "act"} and the expansion's weights as params
+    "expand_weight" (M, C) and "expand_bias"."""
+    readers: dict[str, int] = {}
+    for layer in lr.layers:
+        for v in layer.inputs:
+            readers[v] = readers.get(v, 0) + 1
+    shapes = lr.shapes()
+    by_name = {layer.name: layer for layer in lr.layers}
+    fused: dict[str, Layer] = {}
+    gone: set[str] = set()
+    for dw in lr.layers:
+        if dw.op != "conv2d" or not is_depthwise_layer(dw):
+            continue
+        a = dw.attrs
+        ex = by_name.get(dw.inputs[0])
+        if tuple(a["kernel"]) != (3, 3) or tuple(a["padding"]) != (1, 1) or \
+                tuple(a["dilation"]) != (1, 1) or tuple(a["stride"]) not in ((1, 1), (2, 2)) or \
+                ex is None or ex.op != "conv2d" or not is_pointwise_layer(ex) or \
+                tuple(ex.attrs["stride"]) != (1, 1) or len(ex.inputs) != 1 or \
+                readers.get(ex.name) != 1 or ex.name in lr.outputs or \
+                len(shapes[ex.inputs[0]]) != 3 or \
+                4 * int(np.prod(shapes[ex.name])) < fuse_expansion_bytes() or \
+                not any(int(a["out_channels"]) % t == 0 for t in FUSED_TO):
+            continue
+        m, c = int(ex.attrs["out_channels"]), int(ex.attrs["in_channels"])
+        attrs = {**a, "in_channels": c, "fused": [ex.name, dw.name],
+                 "expand": {"channels": m, "act": ex.attrs.get("act", "none")}}
+        params = {"weight": dw.params["weight"],
+                  "bias": dw.params.get("bias", np.zeros(m, np.float32)),
+                  "expand_weight": np.asarray(ex.params["weight"], np.float32).reshape(m, c),
+                  "expand_bias": ex.params.get("bias", np.zeros(m, np.float32))}
+        fused[dw.name] = Layer(dw.name, "conv2d", [ex.inputs[0]], attrs, params, dw.schedule)
+        gone.add(ex.name)
+    layers = [fused.get(layer.name, layer) for layer in lr.layers if layer.name not in gone]
+    return LR(dict(lr.inputs), layers, list(lr.outputs), dict(lr.meta))
+
+
 @dataclass
 class CStep:
     """One layer's work: run(bufs, n) reads and writes the buffers of its values."""
@@ -242,6 +308,7 @@ class CPlan:
 
     def __init__(self, lr: LR, schedule_for: Callable[[Layer], Schedule | None]) -> None:
         lr, fused_given = fuse_residual_adds(lr, schedule_for)
+        lr = fuse_expansions(lr)
         self.lr = lr
         self.shapes = lr.shapes()
         self.vector = host_vector_width()
@@ -325,7 +392,8 @@ class CPlan:
         best: Layout | None = Layout(*shape, cb=self.vector) if blocked else None
         for r in self.readers.get(v, []):
             # a reader of the other kind (blocked or not) makes its own copy
-            if r.op != "conv2d" or is_pointwise_layer(r) or (r.name in self.blocked) != blocked:
+            if r.op != "conv2d" or is_pointwise_layer(r) or is_fused_expansion(r) or \
+                    (r.name in self.blocked) != blocked:
                 continue
             pref = _preferred(r, shape, self.vector, blocked)
             if pref.phases != 1:
@@ -389,6 +457,8 @@ class CPlan:
         out = self.shapes[layer.name]
         if op == "conv2d" and layer.name in self.blocked:
             return self._blocked_conv_step(layer)
+        if is_fused_expansion(layer):
+            return self._fused_expansion_step(layer)
         if op == "conv2d":
             ins = self._conv_inputs(layer)
             c, h, w = self.shapes[ins.src_v]
@@ -528,6 +598,43 @@ class CPlan:
                    bind=bind)
         ins.record(st, self.layouts)
         return st
+
+    def _fused_expansion_step(self, layer: Layer) -> CStep:
+        """A fused expansion + depthwise conv (render_fused), reading its input in place: it
+        is plain and one-phase (producers write one phase, and a value is held channel-blocked
+        only when all its readers have blocked kernels, which this one has not)."""
+        a, p = layer.attrs, layer.params
+        v = layer.inputs[0]
+        c, h, w = self.shapes[v]
+        m = int(a["expand"]["channels"])
+        src_lay = self.layouts[v]
+        if src_lay.phases != 1 or src_lay.cb != 1:
+            raise LRError(f"layer {layer.name!r}: a fused expansion reads a plain one-phase "
+                          f"input, not {src_lay}")
+        dst_lay = self.layouts[layer.name]
+        # the depthwise conv alone, for the tap code's geometry (its input: the ring rows)
+        dw = Layer(layer.name, "conv2d", [v], {**a, "in_channels": m},
+                   {"weight": p["weight"], "bias": p["bias"]})
+        ir = conv_ir(dw, (m, h, w), self.vector, dst=dst_lay)
+        geo = fused_geometry(c, m, h, w, int(a["stride"][0]), src_lay, self.vector)
+        source = render_expand_depthwise(ir, geo, src_lay, a["expand"]["act"])
+        if debug():
+            print(f"# workbench: C kernel for fused expansion + depthwise {layer.name}\n{source}")
+        fn = build_c(source).wb_exdw
+        fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int, ctypes.c_int]
+        consts = pack_fused_weights(p["expand_weight"], p["expand_bias"], p["weight"], p["bias"],
+                                    geo.to)
+
+        def bind(bufs: dict[str, np.ndarray], n: int) -> list[Call]:
+            return [(fn, (bufs[v].ctypes.data, bufs[layer.name].ctypes.data,
+                          *(k.ctypes.data for k in consts), n, default_threads()))]
+
+        def run(bufs: dict[str, np.ndarray], n: int) -> None:
+            for f, args in bind(bufs, n):
+                f(*args)
+        out = self.shapes[layer.name]
+        fmas = m * c * h * w + dw.kernel_patterns.kept_weights * out[1] * out[2]
+        return CStep(layer, run, "generated", fmas, bind=bind)
 
     def _relayout(self, v: str, to: Layout) -> Any:
         """The C kernel copying value v from its layout into `to` (render_relayout)."""
