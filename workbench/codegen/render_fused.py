@@ -85,7 +85,8 @@ def pack_fused_weights(we: np.ndarray, be: np.ndarray, wd: np.ndarray, bd: np.nd
     m, c = we.shape[:2]
     wpk = np.ascontiguousarray(we.reshape(m // to, to, c).transpose(0, 2, 1), np.float32)
     return (wpk, np.ascontiguousarray(be, np.float32),
-            np.ascontiguousarray(wd.reshape(m, 9), np.float32), np.ascontiguousarray(bd, np.float32))
+            np.ascontiguousarray(wd.reshape(m, 9), np.float32),
+            np.ascontiguousarray(bd, np.float32))
 
 
 def _expand_tile(g: FusedGeometry, src: Layout, nv: int, act: str, vw: int) -> list[str]:
@@ -94,8 +95,8 @@ def _expand_tile(g: FusedGeometry, src: Layout, nv: int, act: str, vw: int) -> l
     stored as zeros (the right tap's padding)."""
     # not inlined: inlined into the job loop, GCC kept the bias broadcasts in registers
     # across calls and spilled the input vectors (every FMA then read the stack)
-    L = [f"__attribute__((noinline)) static void ex_{nv}(const float *restrict xr, const float *restrict w,",
-         "                  const float *restrict bias, float *restrict er, int x0) {"]
+    L = [f"__attribute__((noinline)) static void ex_{nv}(const float *restrict xr,",
+         "    const float *restrict w, const float *restrict bias, float *restrict er, int x0) {"]
     L += [f"  vf a{t}_{j} = vdup(bias[{t}]);" for t in range(g.to) for j in range(nv)]
     L += [f"  for (int c = 0; c < {g.c}; ++c, w += {g.to}) {{",
           f"    const float *x = xr + (size_t)c * {src.chan} + x0;"]
@@ -198,17 +199,21 @@ def render_expand_depthwise(ir: ConvIR, g: FusedGeometry, src: Layout, expand_ac
           f"      memset(rr + {RING_LEFT + nvx * vw}, 0, {g.ring_row - RING_LEFT - nvx * vw} * "
           "sizeof(float));",
           "    }",
-          f"    const float *xs = xin + (size_t)n * {src.image} + {src.top * src.row_stride + src.left};",
-          f"    float *ys = yout + (size_t)n * {ir.dst.image} + (size_t)gi * {g.to} * {ir.dst.chan};",
+          f"    const float *xs = xin + (size_t)n * {src.image} + "
+          f"{src.top * src.row_stride + src.left};",
+          f"    float *ys = yout + (size_t)n * {ir.dst.image} + "
+          f"(size_t)gi * {g.to} * {ir.dst.chan};",
           f"    const float *w = wpk + (size_t)gi * {g.c * g.to}, *bias = be + gi * {g.to};",
           f"    const float *wdg = wd + (size_t)gi * {g.to * 9}, *bdg = bd + gi * {g.to};",
-          f"    const int oy0 = b * {g.band}, oy1 = oy0 + {g.band} < {g.ho} ? oy0 + {g.band} : {g.ho};",
+          f"    const int oy0 = b * {g.band}, "
+          f"oy1 = oy0 + {g.band} < {g.ho} ? oy0 + {g.band} : {g.ho};",
           f"    int next = oy0 * {s} - 1;      /* the next input row to expand */",
           "    for (int oy = oy0; oy < oy1; ++oy) {",
           f"      for (; next <= oy * {s} + 1; ++next) {{",
           f"        float *er = ring + (size_t)((next + 3) % 3) * {g.to * g.ring_row};",
           f"        if (next < 0 || next >= {g.h}) {{",
-          f"          for (int t = 0; t < {g.to}; ++t) memset(er + t * {g.ring_row} + {RING_LEFT}, 0, "
+          f"          for (int t = 0; t < {g.to}; ++t)",
+          f"            memset(er + t * {g.ring_row} + {RING_LEFT}, 0, "
           f"{nvx * vw} * sizeof(float));",
           "          continue;",
           "        }",
