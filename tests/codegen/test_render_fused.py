@@ -1,5 +1,6 @@
-"""The fused expansion + depthwise kernel against PyTorch: borders, odd planes, both strides,
-several bands (their overlapping rows expanded twice), several threads."""
+"""The fused kernels against PyTorch: expansion + depthwise (borders, odd planes, both strides,
+several bands, their overlapping rows expanded twice, several threads) and depthwise +
+projection (with and without a residual)."""
 from __future__ import annotations
 
 import ctypes
@@ -14,7 +15,7 @@ from workbench.codegen.build import build_c
 from workbench.codegen.ir import Layout, conv_ir
 from workbench.codegen.lr import LRError, conv_layer
 from workbench.codegen.render_fused import fused_geometry, pack_fused_weights, \
-    render_expand_depthwise
+    pack_projection_weights, project_to, render_depthwise_project, render_expand_depthwise
 
 from .helpers import conv_ref, rel_err
 
@@ -88,3 +89,51 @@ def test_fused_geometry_refuses_what_the_kernel_cannot_run() -> None:
     ir = conv_ir(dw, (8, 8, 8), 16)
     with pytest.raises(LRError, match="3x3 depthwise"):
         render_expand_depthwise(ir, fused_geometry(4, 8, 8, 8, 1, src, 16), src, "none")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(vw=st.sampled_from([4, 8, 16]), n=st.integers(1, 2), m=st.integers(1, 9),
+       ok=st.integers(1, 5), h=st.integers(1, 19), w=st.integers(1, 37),
+       stride=st.sampled_from([1, 2]),
+       acts=st.tuples(st.sampled_from(sorted(_ACTS)), st.sampled_from(sorted(_ACTS))),
+       res=st.booleans(), bordered=st.booleans(), threads=st.integers(1, 3),
+       seed=st.integers(0, 99))
+def test_fused_depthwise_projection_matches_torch(vw: int, n: int, m: int, ok: int, h: int,
+                                                  w: int, stride: int, acts: tuple[str, str],
+                                                  res: bool, bordered: bool, threads: int,
+                                                  seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    o = 4 * ok
+    wd = rng.standard_normal((m, 1, 3, 3)).astype(np.float32)
+    bd = rng.standard_normal(m).astype(np.float32)
+    wp = (rng.standard_normal((o, m, 1, 1)) / np.sqrt(m)).astype(np.float32)
+    bp = rng.standard_normal(o).astype(np.float32)
+    dw = conv_layer(wd, bd, stride=stride, padding=1, groups=m, act=acts[0], name="dw")
+    ir = conv_ir(dw, (m, h, w), vw)         # its input layout: the depthwise kernel's
+    ho, wo = ir.ho, ir.wo
+    dst = Layout(o, ho, wo, 1, 1, rows=ho + 2, row=wo + 2) if bordered else Layout(o, ho, wo)
+    fn = build_c(render_depthwise_project(ir, o, dst, dst if res else None, acts[1])).wb_dwpj
+    fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int] * 2
+    wpk = pack_projection_weights(wp.reshape(o, m), project_to(o))
+    x = rng.standard_normal((n, m, h, w)).astype(np.float32)
+    r = rng.standard_normal((n, o, ho, wo)).astype(np.float32)
+    xb, yb, rb = ir.src.alloc(n), dst.alloc(n), dst.alloc(n)
+    ir.src.write(xb, x)
+    dst.write(rb, r)
+    fn(xb.ctypes.data, yb.ctypes.data, wd.reshape(m, 9).ctypes.data, bd.ctypes.data,
+       wpk.ctypes.data, bp.ctypes.data, rb.ctypes.data if res else None, n, threads)
+    mid = _ACTS[acts[0]](conv_ref(x, wd, bd, stride, 1, groups=m))
+    ref = _ACTS[acts[1]](conv_ref(mid, wp, bp) + (r if res else 0))
+    assert rel_err(dst.read(yb, n), ref) < 1e-5
+    border = yb.copy()
+    dst.write(border, np.zeros_like(ref))
+    assert not border.any()
+
+
+def test_fused_depthwise_projection_refuses_what_it_cannot_run() -> None:
+    dw = conv_layer(np.ones((8, 1, 3, 3), np.float32), stride=1, padding=1, groups=8)
+    ir = conv_ir(dw, (8, 6, 6), 16)
+    with pytest.raises(LRError, match="not a multiple"):
+        render_depthwise_project(ir, 10, Layout(10, 6, 6), None, "none")
+    with pytest.raises(LRError, match="residual"):
+        render_depthwise_project(ir, 8, Layout(8, 6, 6), Layout(8, 6, 6, 1, 1), "none")

@@ -347,7 +347,7 @@ def test_c_plan_fuses_large_expansions_with_their_depthwise_convs(
     model = _small_mobilenet().eval()
     x = torch.randn(batch, 3, 13, 11)
     ref = model(x).detach().numpy()
-    monkeypatch.setenv("WORKBENCH_FUSE_EXPANSION_BYTES", "0")
+    monkeypatch.setenv("WORKBENCH_FUSE_MIN_BYTES", "0")
     net = compile(model, input_shape=(3, 13, 11), emitter="c")
     fused = [s.layer for s in net.plan.steps if "expand" in s.layer.attrs]
     assert len(fused) == 3
@@ -358,10 +358,54 @@ def test_c_plan_fuses_large_expansions_with_their_depthwise_convs(
         assert rel_err(net(x).numpy(), ref) < 1e-4
     assert set(net.last_times) == {s.layer.name for s in net.plan.steps}
     # the default limit (1 MB per image) leaves these small maps alone
-    monkeypatch.delenv("WORKBENCH_FUSE_EXPANSION_BYTES")
+    monkeypatch.delenv("WORKBENCH_FUSE_MIN_BYTES")
     unfused = compile(model, input_shape=(3, 13, 11), emitter="c")
     assert not any("expand" in s.layer.attrs for s in unfused.plan.steps)
     assert len(unfused.plan.steps) == len(net.plan.steps) + 3
+
+
+class _DepthwiseProject(nn.Module):
+    """MobileNet-V2's first block (no expansion): 3x3 depthwise, 1x1 project (+ input)."""
+
+    def __init__(self, c: int, o: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, stride, 1, groups=c, bias=False),
+                                  nn.BatchNorm2d(c), nn.ReLU6(),
+                                  nn.Conv2d(c, o, 1, bias=False), nn.BatchNorm2d(o))
+        self.skip = stride == 1 and c == o
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) if self.skip else self.body(x)
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize("batch", [1, 2])
+def test_c_plan_fuses_large_depthwise_convs_with_their_projections(
+        monkeypatch: pytest.MonkeyPatch, batch: int) -> None:
+    # blocks without an expansion: the depthwise conv runs fused with the 1x1 projection
+    # (stride 1 with the residual add fused too, reading the stem's bordered output, and
+    # stride 2); the fused step carries the projection's name (the add's, where fused)
+    torch.manual_seed(0)
+    model = _randomise_bn(nn.Sequential(
+        nn.Conv2d(3, 16, 3, 1, 1), nn.ReLU6(), _DepthwiseProject(16, 16, 1),
+        _DepthwiseProject(16, 24, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(24, 10))).eval()
+    x = torch.randn(batch, 3, 13, 11)
+    ref = model(x).detach().numpy()
+    monkeypatch.setenv("WORKBENCH_FUSE_MIN_BYTES", "0")
+    net = compile(model, input_shape=(3, 13, 11), emitter="c")
+    fused = [s.layer for s in net.plan.steps if "depthwise" in s.layer.attrs]
+    assert len(fused) == 2 and len(net.plan.steps) == 6   # stem, 2 fused, pool, flatten, fc
+    assert len(fused[0].inputs) == 2          # the first block's residual
+    names = {lay.name for lay in net.lr.layers}
+    assert all(set(lay.attrs["fused"]) <= names and lay.name == lay.attrs["fused"][-1]
+               for lay in fused)
+    for _ in range(2):
+        assert rel_err(net(x).numpy(), ref) < 1e-4
+    monkeypatch.delenv("WORKBENCH_FUSE_MIN_BYTES")
+    unfused = compile(model, input_shape=(3, 13, 11), emitter="c")
+    assert not any("depthwise" in s.layer.attrs for s in unfused.plan.steps)
+    assert rel_err(unfused(x).numpy(), ref) < 1e-4
 
 
 @pytest.mark.needs_cc

@@ -1,6 +1,6 @@
-"""C emitter for an inverted-residual expansion fused with its depthwise conv: a 1x1 conv
-(C -> M channels, stride 1) whose output only a 3x3 depthwise conv (stride 1 or 2, padding
-1) reads, as MobileNet-V2's blocks have.
+"""C emitter for the fused halves of MobileNet-V2's blocks: a 1x1 expansion (C -> M channels,
+stride 1) with the 3x3 depthwise conv (stride 1 or 2, padding 1) that alone reads its
+output, and a depthwise conv with the 1x1 projection that alone reads its output.
 
 Why: unfused, the expansion writes an M x H x W map that the depthwise conv reads back. On
 MobileNet-V2-224's large planes that map is 1.8-4.8 MB (96 x 112 x 112 after features.2's
@@ -17,6 +17,11 @@ Expansion: a register tile of TO filters x up to EXPAND_NV vectors of one row's 
 input channel, the vectors are loaded once and each of the TO weights broadcast (TO * NV
 independent FMAs). Depthwise: render_c's tap code (plain stride 2 through one in-lane
 shuffle per vector, _row_vectors), reading the ring rows. Bias and activations are fused.
+
+Depthwise + projection (render_depthwise_project): per output row, the depthwise conv of
+every channel into a row buffer (M rows of whole vectors, in L1), then the projection's
+register tiles (TO filters x NV vectors, like the expansion's) over it, with the residual
+add and activation fused: MobileNet-V2's features.1 (32 x 112 x 112 between the two).
 """
 from __future__ import annotations
 
@@ -235,3 +240,161 @@ def render_expand_depthwise(ir: ConvIR, g: FusedGeometry, src: Layout, expand_ac
           "  return 0;",
           "}", ""]
     return "\n".join(line for line in L if line != "")
+
+
+# --- a depthwise conv fused with the 1x1 projection that alone reads it ----------------------
+
+# Output rows per job of the depthwise + projection kernel (a job reads its rows' inputs
+# once; more jobs than threads keep two threads evenly loaded).
+PROJECT_BAND = 4
+
+
+def project_to(o: int) -> int:
+    """Projection filters per register tile: the first of FUSED_TO dividing o (0: none)."""
+    return next((t for t in FUSED_TO if o % t == 0), 0)
+
+
+def pack_projection_weights(wp: np.ndarray, to: int) -> np.ndarray:
+    """Projection weights (O, M) as (O / to, M, to): block b's channel m holds its to
+    filters' weights side by side."""
+    o, m = wp.shape
+    return np.ascontiguousarray(wp.reshape(o // to, to, m).transpose(0, 2, 1), np.float32)
+
+
+def _project_tile(m: int, to: int, nv: int, row: int, dst: Layout, wo: int, act: str,
+                  res: bool, vw: int) -> list[str]:
+    """static void pj_{nv}: to filters x nv vectors (columns x0..) of one output row from the
+    row buffer (m channel rows, `row` floats apart), bias first, residual (read in dst's
+    layout) and activation last, stored to output row yr (ys + row offset) of each filter."""
+    L = [f"__attribute__((noinline)) static void pj_{nv}(const float *restrict rb,",
+         "    const float *restrict w, const float *restrict bias, float *restrict yr,",
+         f"    const float *restrict rr, int x0) {{"]
+    L += [f"  vf a{t}_{j} = vdup(bias[{t}]);" for t in range(to) for j in range(nv)]
+    L += [f"  for (int c = 0; c < {m}; ++c, w += {to}) {{",
+          f"    const float *x = rb + (size_t)c * {row} + x0;"]
+    L += [f"    const vf xv{j} = vld(x + {vw * j});" for j in range(nv)]
+    for t in range(to):
+        L.append(f"    {{ const vf wv = vdup(w[{t}]);")
+        L += [f"      a{t}_{j} += wv * xv{j};" for j in range(nv)]
+        L.append("    }")
+    L.append("  }")
+    row_room = dst.row_stride - dst.left
+    for t in range(to):
+        for j in range(nv):
+            at = f"{t} * {dst.chan} + x0 + {vw * j}"
+            if res:
+                L.append(f"  if (x0 + {vw * (j + 1)} <= {wo}) a{t}_{j} += vld(rr + {at});")
+                L.append(f"  else for (int l = 0; l < {wo} - x0 - {vw * j}; ++l) "
+                         f"a{t}_{j}[l] += rr[{at} + l];")
+            v = _act(act, f"a{t}_{j}")
+            L.append(f"  if (x0 + {vw * (j + 1)} <= {wo}) vst(yr + {at}, {v});")
+            if row_room >= -(-wo // vw) * vw:
+                L.append(f"  else vst(yr + {at}, vkeep({v}, {wo} - x0 - {vw * j}));")
+            else:
+                L.append(f"  else {{ vf tv = {v}; for (int l = 0; l < {wo} - x0 - {vw * j}; "
+                         f"++l) yr[{at} + l] = tv[l]; }}")
+    L.append("}")
+    return L
+
+
+def render_depthwise_project(ir: ConvIR, o: int, dst: Layout, res: Layout | None,
+                             act: str) -> str:
+    """C source of `int wb_dwpj(xin, yout, wd, bd, wpk, bp, rin, n, threads)`: the depthwise
+    conv of ir (input xin in ir.src, weights (M, 9) and bias, its activation) fused with a
+    1x1 projection to o channels (weights from pack_projection_weights, bias bp, residual rin
+    in dst's layout when res, activation act) writing yout in dst. A job takes PROJECT_BAND
+    output rows; per row it runs the depthwise conv of every channel into a row buffer
+    (M rows of whole vectors, in L1), then the projection's register tiles over it: the
+    depthwise output never goes to memory."""
+    vw, src = ir.vector, ir.src
+    if ir.kernel != (3, 3) or ir.padding != (1, 1) or ir.dilation != (1, 1) or \
+            src.phases != 1 or src.cb != 1 or dst.cb != 1 or dst.phases != 1:
+        raise LRError(f"fused depthwise + projection: a 3x3 depthwise conv with padding 1 on "
+                      f"plain one-phase layouts only, got {ir.kernel} padding {ir.padding}, "
+                      f"{src} -> {dst}")
+    if res is not None and res != dst:
+        raise LRError(f"fused depthwise + projection: the residual is read in the output's "
+                      f"layout {dst}, got {res}")
+    to = project_to(o)
+    if not to:
+        raise LRError(f"fused depthwise + projection: {o} outputs is not a multiple of any of "
+                      f"{FUSED_TO}")
+    m, ho, wo = ir.o, ir.ho, ir.wo
+    rs, cs = ir.stride
+    ncv = -(-wo // vw)
+    row = ncv * vw + (16 if (ncv * vw) % 32 == 0 else 0)   # channel rows not 4 KB apart
+    band = min(PROJECT_BAND, ho)
+    nb = -(-ho // band)
+    pj_wide, pj_n_wide, pj_narrow, pj_n_narrow = even_split(ncv, EXPAND_NV)
+    what = (f"3x3 depthwise conv on {m} channels, stride {ir.stride} (act {ir.act}), fused with "
+            f"a 1x1 projection {m} -> {o} (act {act}"
+            f"{', residual add' if res is not None else ''}) on {ir.h}x{ir.w}: {nb} band(s) "
+            f"of {band} output rows")
+    L = [f"/* Generated by workbench.codegen.render_fused: {what} */",
+         PRELUDE.format(vw=vw, lanes=_lanes(vw), dup="{" + ", ".join(["x"] * vw) + "}")]
+    for nv in sorted({pj_wide if pj_n_wide else 0, pj_narrow if pj_n_narrow else 0} - {0}):
+        L += _project_tile(m, to, nv, row, dst, wo, act, res is not None, vw)
+    # the depthwise taps: one channel's output row, column tiles of up to 4 vectors
+    L += ["__attribute__((noinline)) static void dw_chan(const float *restrict xc,",
+          "    const float *restrict wc, float b, float *restrict out, int oy) {"]
+    L += [f"  const vf w{k} = vdup(wc[{k}]);" for k in range(9)]
+    wide, n_wide, narrow, n_narrow = even_split(ncv, 4)
+    for width, count, start in ((wide, n_wide, 0), (narrow, n_narrow, n_wide * wide)):
+        if not count:
+            continue
+        ind = "    "
+        L += [f"  for (int ct = 0; ct < {count}; ++ct) {{",
+              f"{ind}const int x0 = ({start} + ct * {width}) * {vw};",
+              f"{ind}const float *xr = xc + (size_t)({rs} * oy) * {src.row_stride} + {cs} * x0;"]
+        L += [f"{ind}vf a0_{j} = vdup(b);" for j in range(width)]
+        for dy in range(3):
+            cos = [ir.phase_tap(dy, dx)[2] for dx in range(3)]
+            u = ir.phase_tap(dy, 0)[1]
+            L.append(f"{ind}{{ const float *r = xr + {u * src.row_stride};")
+            L += _row_vectors(ir, "r", sorted(set(cos)), width, ind + "  ", "s")
+            L += [f"{ind}  a0_{j} += w{dy * 3 + dx} * s{cos[dx]}_{j};"
+                  for dx in range(3) for j in range(width)]
+            L.append(f"{ind}}}")
+        L += _unpermute(ir, [f"a0_{j}" for j in range(width)], ind)
+        L += [f"{ind}vst(out + x0 + {vw * j}, {_act(ir.act, f'a0_{j}')});" for j in range(width)]
+        L.append("  }")
+    L.append("}")
+    at_wide, at_narrow = (f"ct * {pj_wide * vw}",
+                          f"({pj_n_wide * pj_wide} + (ct - {pj_n_wide}) * {pj_narrow}) * {vw}")
+    tiles = pj_n_wide + pj_n_narrow
+    L += ["",
+          "int wb_dwpj(const float *restrict xin, float *restrict yout, const float *restrict wd,",
+          "            const float *restrict bd, const float *restrict wpk,",
+          "            const float *restrict bp, const float *restrict rin, int n_img,",
+          "            int threads) {",
+          f"  const long jobs = (long)n_img * {nb};",
+          "  #pragma omp parallel for schedule(static) num_threads(threads)",
+          "  for (long job = 0; job < jobs; ++job) {",
+          f"    const int b = (int)(job % {nb}), n = (int)(job / {nb});",
+          f"    float rb[{m * row}] __attribute__((aligned(64)));",
+          f"    const float *xs = xin + (size_t)n * {src.image};",
+          f"    const int oy0 = b * {band}, oy1 = oy0 + {band} < {ho} ? oy0 + {band} : {ho};",
+          "    for (int oy = oy0; oy < oy1; ++oy) {",
+          f"      for (int c = 0; c < {m}; ++c)",
+          f"        dw_chan(xs + (size_t)c * {src.chan}, wd + c * 9, bd[c], rb + c * {row}, oy);",
+          f"      float *yr = yout + (size_t)n * {dst.image} + "
+          f"(size_t)(oy + {dst.top}) * {dst.row_stride} + {dst.left};",
+          (f"      const float *rr = rin + (size_t)n * {dst.image} + "
+           f"(size_t)(oy + {dst.top}) * {dst.row_stride} + {dst.left};") if res is not None
+          else "      const float *rr = 0;",
+          f"      for (int ob = 0; ob < {o // to}; ++ob) {{",
+          f"        const float *w = wpk + (size_t)ob * {m * to};",
+          f"        for (int ct = 0; ct < {tiles}; ++ct) {{"]
+
+    def args(at: str) -> str:
+        return (f"(rb, w, bp + ob * {to}, yr + (size_t)ob * {to * dst.chan}, "
+                f"rr ? rr + (size_t)ob * {to * dst.chan} : 0, {at})")
+    if pj_n_wide and pj_n_narrow:
+        L += [f"          if (ct < {pj_n_wide}) pj_{pj_wide}{args(at_wide)};",
+              f"          else pj_{pj_narrow}{args(at_narrow)};"]
+    elif pj_n_wide:
+        L.append(f"          pj_{pj_wide}{args(at_wide)};")
+    else:
+        L.append(f"          pj_{pj_narrow}{args(at_narrow)};")
+    L += ["        }", "      }", "    }", "  }", "  return 0;", "}", ""]
+    return "\n".join(L)

@@ -15,9 +15,12 @@ Values on small planes (at most BLOCKED_MAX_PIXELS pixels) that only 1x1 and dep
 make and read are held channel-blocked instead (Layout.cb, render_blocked): those convs then
 run render_blocked's kernels, which use every vector lane whatever the plane size.
 
-A 1x1 expansion whose large output (FUSE_EXPANSION_BYTES) only a 3x3 depthwise conv reads
-runs fused with it (fuse_expansions, render_fused): the expanded map is never written.
-MobileNet-V2-224 has three (features.2-4): 3.77 -> 3.54 ms at 1 thread, 1.91 -> 1.78 at 2.
+A 1x1 expansion whose large output (FUSE_MIN_BYTES) only a 3x3 depthwise conv reads runs
+fused with it (fuse_expansions), and a depthwise conv whose large output only a 1x1
+projection reads runs fused with that (fuse_projections; render_fused): the map between
+them is never written. MobileNet-V2-224 has three of the first kind (features.2-4: 3.77 ->
+3.54 ms at 1 thread, 1.91 -> 1.78 at 2, in-process A/B) and one of the second (features.1:
+another 1-2%, measured in a noisy stretch).
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ from workbench.codegen.render_c import render_linear
 from workbench.codegen.render_elementwise import render_add, render_global_avgpool, \
     render_clear_border, render_maxpool, render_relayout
 from workbench.codegen.render_fused import FUSED_TO, fused_geometry, pack_fused_weights, \
-    render_expand_depthwise
+    pack_projection_weights, project_to, render_depthwise_project, render_expand_depthwise
 from workbench.codegen.render_numba import render_numba
 from workbench.codegen.schedule import Schedule
 
@@ -57,17 +60,18 @@ BLOCKED_MAX_PIXELS = 28 * 28
 ARENA_BORDERED = True
 
 
-# An expansion 1x1 is fused with the depthwise conv reading its output (render_fused) where
-# that output would take at least this many bytes per image: past half the 1 MB L2, so it
-# went out to L3 and back (MobileNet-V2-224's blocks at 112x112 and 56x56; on 28x28 and
-# smaller planes the blocked kernels run them). $WORKBENCH_FUSE_EXPANSION_BYTES overrides
-# it (a huge value: never), for comparisons.
-FUSE_EXPANSION_BYTES = 1 << 20
+# A 1x1 expansion is fused with the depthwise conv reading its output, and a depthwise conv
+# with the 1x1 projection reading its output (render_fused), where that output would take
+# at least this many bytes per image: past the 1 MB L2 it went out to L3 and back
+# (MobileNet-V2-224's blocks at 112x112 and 56x56; fusing the 28x28 ones too, which the
+# blocked kernels run, lost: 3.81 -> 3.98 ms). $WORKBENCH_FUSE_MIN_BYTES overrides it (a
+# huge value: never), for comparisons.
+FUSE_MIN_BYTES = 1 << 20
 
 
-def fuse_expansion_bytes() -> int:
+def fuse_min_bytes() -> int:
     """The size (bytes per image) from which an expansion's output is fused away."""
-    return int(os.environ.get("WORKBENCH_FUSE_EXPANSION_BYTES", FUSE_EXPANSION_BYTES))
+    return int(os.environ.get("WORKBENCH_FUSE_MIN_BYTES", FUSE_MIN_BYTES))
 
 
 def blocked_max_pixels() -> int:
@@ -77,7 +81,7 @@ def blocked_max_pixels() -> int:
 
 def blocked_capable(layer: Layer) -> bool:
     """True for the convs render_blocked has a kernel for: 1x1 stride 1, depthwise undilated."""
-    if layer.op != "conv2d":
+    if layer.op != "conv2d" or is_fused_projection(layer):
         return False
     a = layer.attrs
     if is_pointwise_layer(layer):
@@ -87,6 +91,8 @@ def blocked_capable(layer: Layer) -> bool:
 
 def _preferred(layer: Layer, shape: tuple[int, ...], vector: int, blocked: bool = False
                ) -> Layout:
+    if is_fused_projection(layer):
+        layer = fused_depthwise(layer)    # it reads its input as its depthwise conv does
     c, h, w = shape
     if blocked:
         if is_pointwise_layer(layer):
@@ -101,6 +107,8 @@ def _preferred(layer: Layer, shape: tuple[int, ...], vector: int, blocked: bool 
 
 def _accepts(layer: Layer, shape: tuple[int, ...], layout: Layout, vector: int,
              blocked: bool = False) -> bool:
+    if is_fused_projection(layer):
+        layer = fused_depthwise(layer)
     if blocked:
         # the blocked GEMM reads blocked or plain inputs in place, the depthwise blocked ones
         if layout.cb not in (1, vector) or layout.phases != 1:
@@ -180,7 +188,7 @@ def is_fused_expansion(layer: Layer) -> bool:
 def fuse_expansions(lr: LR) -> LR:
     """The layers with each 1x1 expansion (stride 1, no residual) whose output only a 3x3
     depthwise conv reads (stride 1 or 2, padding 1), and would take at least
-    fuse_expansion_bytes(), fused with that conv (render_fused): one conv2d layer with the
+    fuse_min_bytes(), fused with that conv (render_fused): one conv2d layer with the
     depthwise conv's name and attributes, the expansion's input (in_channels theirs),
     attrs["expand"] = {"channels", "act"} and the expansion's weights as params
     "expand_weight" (M, C) and "expand_bias"."""
@@ -203,7 +211,7 @@ def fuse_expansions(lr: LR) -> LR:
                 tuple(ex.attrs["stride"]) != (1, 1) or len(ex.inputs) != 1 or \
                 readers.get(ex.name) != 1 or ex.name in lr.outputs or \
                 len(shapes[ex.inputs[0]]) != 3 or \
-                4 * int(np.prod(shapes[ex.name])) < fuse_expansion_bytes() or \
+                4 * int(np.prod(shapes[ex.name])) < fuse_min_bytes() or \
                 not any(int(a["out_channels"]) % t == 0 for t in FUSED_TO):
             continue
         m, c = int(ex.attrs["out_channels"]), int(ex.attrs["in_channels"])
@@ -215,6 +223,63 @@ def fuse_expansions(lr: LR) -> LR:
                   "expand_bias": ex.params.get("bias", np.zeros(m, np.float32))}
         fused[dw.name] = Layer(dw.name, "conv2d", [ex.inputs[0]], attrs, params, dw.schedule)
         gone.add(ex.name)
+    layers = [fused.get(layer.name, layer) for layer in lr.layers if layer.name not in gone]
+    return LR(dict(lr.inputs), layers, list(lr.outputs), dict(lr.meta))
+
+
+def is_fused_projection(layer: Layer) -> bool:
+    """True for a layer fuse_projections made (a depthwise conv and a 1x1 projection)."""
+    return layer.op == "conv2d" and "depthwise" in layer.attrs
+
+
+def fused_depthwise(layer: Layer) -> Layer:
+    """The depthwise conv inside a fused projection layer, as a layer of its own."""
+    d = layer.attrs["depthwise"]
+    m = int(layer.attrs["in_channels"])
+    return Layer(d["name"], "conv2d", layer.inputs[:1],
+                 {"in_channels": m, "out_channels": m, "kernel": [3, 3], "stride": d["stride"],
+                  "padding": [1, 1], "dilation": [1, 1], "groups": m, "act": d["act"]},
+                 {"weight": layer.params["dw_weight"], "bias": layer.params["dw_bias"]})
+
+
+def fuse_projections(lr: LR) -> LR:
+    """The layers with each 3x3 depthwise conv (stride 1 or 2, padding 1, not already fused
+    with its expansion) whose output, of at least fuse_min_bytes(), only a 1x1
+    projection reads (stride 1, residual fused or not) fused with that projection
+    (render_fused): one conv2d layer with the projection's name, attributes and inputs but
+    the depthwise conv's input and stride, attrs["depthwise"] = {"name", "stride", "act"},
+    the depthwise weights as params "dw_weight" (M, 1, 3, 3) and "dw_bias"."""
+    readers: dict[str, int] = {}
+    for layer in lr.layers:
+        for v in layer.inputs:
+            readers[v] = readers.get(v, 0) + 1
+    shapes = lr.shapes()
+    by_name = {layer.name: layer for layer in lr.layers}
+    fused: dict[str, Layer] = {}
+    gone: set[str] = set()
+    for pw in lr.layers:
+        if pw.op != "conv2d" or not is_pointwise_layer(pw) or is_fused_expansion(pw) or \
+                tuple(pw.attrs["stride"]) != (1, 1) or \
+                not project_to(int(pw.attrs["out_channels"])):
+            continue
+        dw = by_name.get(pw.inputs[0])
+        if dw is None or dw.op != "conv2d" or not is_depthwise_layer(dw) or \
+                is_fused_expansion(dw) or tuple(dw.attrs["kernel"]) != (3, 3) or \
+                tuple(dw.attrs["padding"]) != (1, 1) or tuple(dw.attrs["dilation"]) != (1, 1) or \
+                tuple(dw.attrs["stride"]) not in ((1, 1), (2, 2)) or \
+                readers.get(dw.name) != 1 or dw.name in lr.outputs or \
+                4 * int(np.prod(shapes[dw.name])) < fuse_min_bytes():
+            continue
+        m = int(dw.attrs["out_channels"])
+        attrs = {**pw.attrs, "stride": list(dw.attrs["stride"]),
+                 "fused": [dw.name, *pw.attrs.get("fused", [pw.name])],
+                 "depthwise": {"name": dw.name, "stride": list(dw.attrs["stride"]),
+                               "act": dw.attrs.get("act", "none")}}
+        params = {**pw.params, "dw_weight": dw.params["weight"],
+                  "dw_bias": dw.params.get("bias", np.zeros(m, np.float32))}
+        fused[pw.name] = Layer(pw.name, "conv2d", [dw.inputs[0], *pw.inputs[1:]], attrs, params,
+                               pw.schedule)
+        gone.add(dw.name)
     layers = [fused.get(layer.name, layer) for layer in lr.layers if layer.name not in gone]
     return LR(dict(lr.inputs), layers, list(lr.outputs), dict(lr.meta))
 
@@ -308,7 +373,7 @@ class CPlan:
 
     def __init__(self, lr: LR, schedule_for: Callable[[Layer], Schedule | None]) -> None:
         lr, fused_given = fuse_residual_adds(lr, schedule_for)
-        lr = fuse_expansions(lr)
+        lr = fuse_projections(fuse_expansions(lr))
         self.lr = lr
         self.shapes = lr.shapes()
         self.vector = host_vector_width()
@@ -392,8 +457,8 @@ class CPlan:
         best: Layout | None = Layout(*shape, cb=self.vector) if blocked else None
         for r in self.readers.get(v, []):
             # a reader of the other kind (blocked or not) makes its own copy
-            if r.op != "conv2d" or is_pointwise_layer(r) or is_fused_expansion(r) or \
-                    (r.name in self.blocked) != blocked:
+            if r.op != "conv2d" or (is_pointwise_layer(r) and not is_fused_projection(r)) or \
+                    is_fused_expansion(r) or (r.name in self.blocked) != blocked:
                 continue
             pref = _preferred(r, shape, self.vector, blocked)
             if pref.phases != 1:
@@ -459,6 +524,8 @@ class CPlan:
             return self._blocked_conv_step(layer)
         if is_fused_expansion(layer):
             return self._fused_expansion_step(layer)
+        if is_fused_projection(layer):
+            return self._fused_projection_step(layer)
         if op == "conv2d":
             ins = self._conv_inputs(layer)
             c, h, w = self.shapes[ins.src_v]
@@ -635,6 +702,45 @@ class CPlan:
         out = self.shapes[layer.name]
         fmas = m * c * h * w + dw.kernel_patterns.kept_weights * out[1] * out[2]
         return CStep(layer, run, "generated", fmas, bind=bind)
+
+    def _fused_projection_step(self, layer: Layer) -> CStep:
+        """A depthwise conv fused with its 1x1 projection (render_fused): the input read as
+        the depthwise conv reads it, the residual in the output's layout, in place or copied
+        first (_conv_inputs)."""
+        ins = self._conv_inputs(layer)
+        dw = fused_depthwise(layer)
+        c, h, w = self.shapes[ins.src_v]
+        o = int(layer.attrs["out_channels"])
+        dst_lay = self.layouts[layer.name]
+        ir = conv_ir(dw, (c, h, w), self.vector, src=ins.src_lay)
+        source = render_depthwise_project(ir, o, dst_lay, ins.res_lay, layer.attrs["act"])
+        if debug():
+            print(f"# workbench: C kernel for fused depthwise + projection {layer.name}\n{source}")
+        fn = build_c(source).wb_dwpj
+        fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int, ctypes.c_int]
+        p = layer.params
+        consts = (np.ascontiguousarray(np.asarray(p["dw_weight"]).reshape(c, 9), np.float32),
+                  np.ascontiguousarray(p["dw_bias"], np.float32),
+                  pack_projection_weights(np.asarray(p["weight"], np.float32).reshape(o, c),
+                                          project_to(o)),
+                  np.ascontiguousarray(p.get("bias", np.zeros(o, np.float32)), np.float32))
+
+        def bind(bufs: dict[str, np.ndarray], n: int) -> list[Call]:
+            threads = default_threads()
+            calls, src, res = ins.bind(bufs, n, threads)
+            calls.append((fn, (src.ctypes.data, bufs[layer.name].ctypes.data,
+                               *(k.ctypes.data for k in consts),
+                               None if res is None else res.ctypes.data, n, threads)))
+            return calls
+
+        def run(bufs: dict[str, np.ndarray], n: int) -> None:
+            for f, args in bind(bufs, n):
+                f(*args)
+        out = self.shapes[layer.name]
+        fmas = (9 * c + o * c) * out[1] * out[2]
+        st = CStep(layer, run, "generated", fmas, bind=bind)
+        ins.record(st, self.layouts)
+        return st
 
     def _relayout(self, v: str, to: Layout) -> Any:
         """The C kernel copying value v from its layout into `to` (render_relayout)."""
