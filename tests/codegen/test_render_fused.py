@@ -14,8 +14,8 @@ import workbench.codegen.render_fused as render_fused
 from workbench.codegen.build import build_c
 from workbench.codegen.ir import Layout, conv_ir
 from workbench.codegen.lr import LRError, conv_layer
-from workbench.codegen.render_fused import fused_geometry, pack_fused_weights, \
-    pack_projection_weights, project_to, render_depthwise_project, render_expand_depthwise
+from workbench.codegen.render_fused import channel_group, fused_geometry, pack_fused_weights, \
+    pack_projection_weights, render_depthwise_project, render_expand_depthwise
 
 from .helpers import conv_ref, rel_err
 
@@ -114,7 +114,7 @@ def test_fused_depthwise_projection_matches_torch(vw: int, n: int, m: int, ok: i
     dst = Layout(o, ho, wo, 1, 1, rows=ho + 2, row=wo + 2) if bordered else Layout(o, ho, wo)
     fn = build_c(render_depthwise_project(ir, o, dst, dst if res else None, acts[1])).wb_dwpj
     fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int] * 2
-    wpk = pack_projection_weights(wp.reshape(o, m), project_to(o))
+    wpk = pack_projection_weights(wp.reshape(o, m), channel_group(o))
     x = rng.standard_normal((n, m, h, w)).astype(np.float32)
     r = rng.standard_normal((n, o, ho, wo)).astype(np.float32)
     xb, yb, rb = ir.src.alloc(n), dst.alloc(n), dst.alloc(n)

@@ -47,6 +47,12 @@ BAND_INPUT_BYTES = 256 * 1024
 RING_LEFT = 16
 
 
+def channel_group(n: int) -> int:
+    """Channels per group of the fused kernels (mid channels per job, projection filters per
+    register tile): the first of FUSED_TO dividing n, 0 if none does."""
+    return next((t for t in FUSED_TO if n % t == 0), 0)
+
+
 @dataclass(frozen=True)
 class FusedGeometry:
     """The numbers a fused kernel is rendered from."""
@@ -65,7 +71,7 @@ class FusedGeometry:
 def fused_geometry(c: int, m: int, h: int, w: int, stride: int, src: Layout, vw: int
                    ) -> FusedGeometry:
     """Geometry of the fused kernel (LRError if no channel group size divides m)."""
-    to = next((t for t in FUSED_TO if m % t == 0), 0)
+    to = channel_group(m)
     if not to:
         raise LRError(f"fused expansion + depthwise: {m} mid channels is not a multiple of "
                       f"any of {FUSED_TO}")
@@ -249,11 +255,6 @@ def render_expand_depthwise(ir: ConvIR, g: FusedGeometry, src: Layout, expand_ac
 PROJECT_BAND = 4
 
 
-def project_to(o: int) -> int:
-    """Projection filters per register tile: the first of FUSED_TO dividing o (0: none)."""
-    return next((t for t in FUSED_TO if o % t == 0), 0)
-
-
 def pack_projection_weights(wp: np.ndarray, to: int) -> np.ndarray:
     """Projection weights (O, M) as (O / to, M, to): block b's channel m holds its to
     filters' weights side by side."""
@@ -263,36 +264,33 @@ def pack_projection_weights(wp: np.ndarray, to: int) -> np.ndarray:
 
 def _project_tile(m: int, to: int, nv: int, row: int, dst: Layout, wo: int, act: str,
                   res: bool, vw: int) -> list[str]:
-    """static void pj_{nv}: to filters x nv vectors (columns x0..) of one output row from the
+    """static void pj_{nv}: to filters x nv vectors (columns x0..) of output row oy from the
     row buffer (m channel rows, `row` floats apart), bias first, residual (read in dst's
-    layout) and activation last, stored to output row yr (ys + row offset) of each filter."""
+    layout) and activation last, stored into planes ys (the tile's first filter's) of dst."""
     L = [f"__attribute__((noinline)) static void pj_{nv}(const float *restrict rb,",
-         "    const float *restrict w, const float *restrict bias, float *restrict yr,",
-         f"    const float *restrict rr, int x0) {{"]
-    L += [f"  vf a{t}_{j} = vdup(bias[{t}]);" for t in range(to) for j in range(nv)]
+         "    const float *restrict w, const float *restrict bias, float *restrict ys,",
+         "    const float *restrict rs, int oy, int x0) {"]
+    L += [f"  vf a{t}_0_{j} = vdup(bias[{t}]);" for t in range(to) for j in range(nv)]
     L += [f"  for (int c = 0; c < {m}; ++c, w += {to}) {{",
           f"    const float *x = rb + (size_t)c * {row} + x0;"]
     L += [f"    const vf xv{j} = vld(x + {vw * j});" for j in range(nv)]
     for t in range(to):
         L.append(f"    {{ const vf wv = vdup(w[{t}]);")
-        L += [f"      a{t}_{j} += wv * xv{j};" for j in range(nv)]
+        L += [f"      a{t}_0_{j} += wv * xv{j};" for j in range(nv)]
         L.append("    }")
     L.append("  }")
-    row_room = dst.row_stride - dst.left
     for t in range(to):
-        for j in range(nv):
-            at = f"{t} * {dst.chan} + x0 + {vw * j}"
-            if res:
-                L.append(f"  if (x0 + {vw * (j + 1)} <= {wo}) a{t}_{j} += vld(rr + {at});")
-                L.append(f"  else for (int l = 0; l < {wo} - x0 - {vw * j}; ++l) "
-                         f"a{t}_{j}[l] += rr[{at} + l];")
-            v = _act(act, f"a{t}_{j}")
-            L.append(f"  if (x0 + {vw * (j + 1)} <= {wo}) vst(yr + {at}, {v});")
-            if row_room >= -(-wo // vw) * vw:
-                L.append(f"  else vst(yr + {at}, vkeep({v}, {wo} - x0 - {vw * j}));")
-            else:
-                L.append(f"  else {{ vf tv = {v}; for (int l = 0; l < {wo} - x0 - {vw * j}; "
-                         f"++l) yr[{at} + l] = tv[l]; }}")
+        if res:
+            L.append(f"  {{ const float *rr = rs + (size_t){t} * {dst.chan} + "
+                     f"(size_t)(oy + {dst.top}) * {dst.row_stride} + {dst.left} + x0;")
+            for j in range(nv):
+                L.append(f"    if (x0 + {vw * (j + 1)} <= {wo}) a{t}_0_{j} += vld(rr + {vw * j});")
+                L.append(f"    else for (int l = 0; l < {wo} - x0 - {vw * j}; ++l) "
+                         f"a{t}_0_{j}[l] += rr[{vw * j} + l];")
+            L.append("  }")
+        L.append(f"  {{ float *yo = ys + (size_t){t} * {dst.chan};")
+        L += _store_lines(dst, wo, vw, act, 1, nv, "    ", "x0", "oy", acc=f"a{t}_")
+        L.append("  }")
     L.append("}")
     return L
 
@@ -315,7 +313,7 @@ def render_depthwise_project(ir: ConvIR, o: int, dst: Layout, res: Layout | None
     if res is not None and res != dst:
         raise LRError(f"fused depthwise + projection: the residual is read in the output's "
                       f"layout {dst}, got {res}")
-    to = project_to(o)
+    to = channel_group(o)
     if not to:
         raise LRError(f"fused depthwise + projection: {o} outputs is not a multiple of any of "
                       f"{FUSED_TO}")
@@ -377,18 +375,15 @@ def render_depthwise_project(ir: ConvIR, o: int, dst: Layout, res: Layout | None
           "    for (int oy = oy0; oy < oy1; ++oy) {",
           f"      for (int c = 0; c < {m}; ++c)",
           f"        dw_chan(xs + (size_t)c * {src.chan}, wd + c * 9, bd[c], rb + c * {row}, oy);",
-          f"      float *yr = yout + (size_t)n * {dst.image} + "
-          f"(size_t)(oy + {dst.top}) * {dst.row_stride} + {dst.left};",
-          (f"      const float *rr = rin + (size_t)n * {dst.image} + "
-           f"(size_t)(oy + {dst.top}) * {dst.row_stride} + {dst.left};") if res is not None
-          else "      const float *rr = 0;",
+          f"      float *ys = yout + (size_t)n * {dst.image};",
+          f"      const float *rs = rin ? rin + (size_t)n * {dst.image} : 0;",
           f"      for (int ob = 0; ob < {o // to}; ++ob) {{",
           f"        const float *w = wpk + (size_t)ob * {m * to};",
           f"        for (int ct = 0; ct < {tiles}; ++ct) {{"]
 
     def args(at: str) -> str:
-        return (f"(rb, w, bp + ob * {to}, yr + (size_t)ob * {to * dst.chan}, "
-                f"rr ? rr + (size_t)ob * {to * dst.chan} : 0, {at})")
+        return (f"(rb, w, bp + ob * {to}, ys + (size_t)ob * {to * dst.chan}, "
+                f"rs ? rs + (size_t)ob * {to * dst.chan} : 0, oy, {at})")
     if pj_n_wide and pj_n_narrow:
         L += [f"          if (ct < {pj_n_wide}) pj_{pj_wide}{args(at_wide)};",
               f"          else pj_{pj_narrow}{args(at_narrow)};"]

@@ -45,8 +45,8 @@ from workbench.codegen.render_blocked import depthwise_src_need, pack_depthwise_
 from workbench.codegen.render_c import render_linear
 from workbench.codegen.render_elementwise import render_add, render_global_avgpool, \
     render_clear_border, render_maxpool, render_relayout
-from workbench.codegen.render_fused import FUSED_TO, fused_geometry, pack_fused_weights, \
-    pack_projection_weights, project_to, render_depthwise_project, render_expand_depthwise
+from workbench.codegen.render_fused import channel_group, fused_geometry, pack_fused_weights, \
+    pack_projection_weights, render_depthwise_project, render_expand_depthwise
 from workbench.codegen.render_numba import render_numba
 from workbench.codegen.schedule import Schedule
 
@@ -141,6 +141,23 @@ def _merge(a: Layout, b: Layout) -> Layout | None:
                           b.row_stride + (max(a.left, b.left) - b.left)), cb=a.cb)
 
 
+def _reader_counts(lr: LR) -> dict[str, int]:
+    """Value -> how many layer inputs read it."""
+    readers: dict[str, int] = {}
+    for layer in lr.layers:
+        for v in layer.inputs:
+            readers[v] = readers.get(v, 0) + 1
+    return readers
+
+
+def _fusable_depthwise(layer: Layer) -> bool:
+    """A depthwise conv render_fused runs: 3x3, padding 1, undilated, stride 1 or 2."""
+    a = layer.attrs
+    return layer.op == "conv2d" and is_depthwise_layer(layer) and \
+        tuple(a["kernel"]) == (3, 3) and tuple(a["padding"]) == (1, 1) and \
+        tuple(a["dilation"]) == (1, 1) and tuple(a["stride"]) in ((1, 1), (2, 2))
+
+
 def fuse_residual_adds(lr: LR, schedule_for: Callable[[Layer], Schedule | None]
                        ) -> tuple[LR, dict[str, Schedule | None]]:
     """The layers the C plan runs: each add whose operand is made by a 1x1 conv on the GEMM
@@ -148,10 +165,7 @@ def fuse_residual_adds(lr: LR, schedule_for: Callable[[Layer], Schedule | None]
     the other operand as a residual input and the add's activation (the GEMM adds the
     residual to its accumulators before the store: ResNet-50 and MobileNet-V2 skip a pass
     over every block's output). Returns the layers as an LR and each fused layer's schedule."""
-    readers: dict[str, int] = {}
-    for layer in lr.layers:
-        for v in layer.inputs:
-            readers[v] = readers.get(v, 0) + 1
+    readers = _reader_counts(lr)
     by_name = {layer.name: layer for layer in lr.layers}
     fused: dict[str, Layer] = {}         # add name -> the fused conv
     given: dict[str, Schedule | None] = {}
@@ -192,27 +206,22 @@ def fuse_expansions(lr: LR) -> LR:
     depthwise conv's name and attributes, the expansion's input (in_channels theirs),
     attrs["expand"] = {"channels", "act"} and the expansion's weights as params
     "expand_weight" (M, C) and "expand_bias"."""
-    readers: dict[str, int] = {}
-    for layer in lr.layers:
-        for v in layer.inputs:
-            readers[v] = readers.get(v, 0) + 1
+    readers = _reader_counts(lr)
     shapes = lr.shapes()
     by_name = {layer.name: layer for layer in lr.layers}
     fused: dict[str, Layer] = {}
     gone: set[str] = set()
     for dw in lr.layers:
-        if dw.op != "conv2d" or not is_depthwise_layer(dw):
+        if not _fusable_depthwise(dw):
             continue
         a = dw.attrs
         ex = by_name.get(dw.inputs[0])
-        if tuple(a["kernel"]) != (3, 3) or tuple(a["padding"]) != (1, 1) or \
-                tuple(a["dilation"]) != (1, 1) or tuple(a["stride"]) not in ((1, 1), (2, 2)) or \
-                ex is None or ex.op != "conv2d" or not is_pointwise_layer(ex) or \
+        if ex is None or ex.op != "conv2d" or not is_pointwise_layer(ex) or \
                 tuple(ex.attrs["stride"]) != (1, 1) or len(ex.inputs) != 1 or \
                 readers.get(ex.name) != 1 or ex.name in lr.outputs or \
                 len(shapes[ex.inputs[0]]) != 3 or \
                 4 * int(np.prod(shapes[ex.name])) < fuse_min_bytes() or \
-                not any(int(a["out_channels"]) % t == 0 for t in FUSED_TO):
+                not channel_group(int(a["out_channels"])):
             continue
         m, c = int(ex.attrs["out_channels"]), int(ex.attrs["in_channels"])
         attrs = {**a, "in_channels": c, "fused": [ex.name, dw.name],
@@ -249,10 +258,7 @@ def fuse_projections(lr: LR) -> LR:
     (render_fused): one conv2d layer with the projection's name, attributes and inputs but
     the depthwise conv's input and stride, attrs["depthwise"] = {"name", "stride", "act"},
     the depthwise weights as params "dw_weight" (M, 1, 3, 3) and "dw_bias"."""
-    readers: dict[str, int] = {}
-    for layer in lr.layers:
-        for v in layer.inputs:
-            readers[v] = readers.get(v, 0) + 1
+    readers = _reader_counts(lr)
     shapes = lr.shapes()
     by_name = {layer.name: layer for layer in lr.layers}
     fused: dict[str, Layer] = {}
@@ -260,13 +266,10 @@ def fuse_projections(lr: LR) -> LR:
     for pw in lr.layers:
         if pw.op != "conv2d" or not is_pointwise_layer(pw) or is_fused_expansion(pw) or \
                 tuple(pw.attrs["stride"]) != (1, 1) or \
-                not project_to(int(pw.attrs["out_channels"])):
+                not channel_group(int(pw.attrs["out_channels"])):
             continue
         dw = by_name.get(pw.inputs[0])
-        if dw is None or dw.op != "conv2d" or not is_depthwise_layer(dw) or \
-                is_fused_expansion(dw) or tuple(dw.attrs["kernel"]) != (3, 3) or \
-                tuple(dw.attrs["padding"]) != (1, 1) or tuple(dw.attrs["dilation"]) != (1, 1) or \
-                tuple(dw.attrs["stride"]) not in ((1, 1), (2, 2)) or \
+        if dw is None or not _fusable_depthwise(dw) or is_fused_expansion(dw) or \
                 readers.get(dw.name) != 1 or dw.name in lr.outputs or \
                 4 * int(np.prod(shapes[dw.name])) < fuse_min_bytes():
             continue
@@ -722,7 +725,7 @@ class CPlan:
         consts = (np.ascontiguousarray(np.asarray(p["dw_weight"]).reshape(c, 9), np.float32),
                   np.ascontiguousarray(p["dw_bias"], np.float32),
                   pack_projection_weights(np.asarray(p["weight"], np.float32).reshape(o, c),
-                                          project_to(o)),
+                                          channel_group(o)),
                   np.ascontiguousarray(p.get("bias", np.zeros(o, np.float32)), np.float32))
 
         def bind(bufs: dict[str, np.ndarray], n: int) -> list[Call]:
