@@ -263,8 +263,11 @@ def test_records_of_another_cpu_are_not_replayed(tmp_path: Path,
     log = TuningLog(tmp_path / "tune.jsonl")
     layer, shape = _layer(), (8, 12, 12)
     sig = layer_signature(layer, shape)
-    # the same ISA and width, measured on another CPU generation
-    monkeypatch.setattr(tune, "cpu_id", lambda: "AuthenticAMD-25-17")
+    # the same ISA and width, measured on another CPU generation: derived from this one's id so
+    # that it differs from it on whatever machine runs the test
+    other = cpu_id() + "-other"
+    assert other != cpu_id()
+    monkeypatch.setattr(tune, "cpu_id", lambda: other)
     log.append({"signature": sig, "target": tune.target_id("c"), "threads": 1, "ms": 1e-6,
                 "schedule": Schedule(tile_h=3).to_dict(), "version": LOG_VERSION})
     monkeypatch.undo()

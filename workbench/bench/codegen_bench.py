@@ -25,7 +25,7 @@ from torch import nn
 
 from workbench.bench.pinning import pinned
 from workbench.bench.timing import measure
-from workbench.codegen.build import build_c, host_vector_width
+from workbench.codegen.build import build_c, host_vector_width, register_width
 from workbench.codegen.frontend_torch import from_torch
 from workbench.codegen.kernel import CompiledLayer
 from workbench.codegen.lr import LR, Layer
@@ -71,7 +71,9 @@ def fma_peak(seconds: float = 0.5) -> float:
     """GFLOP/s of one core running only independent vector FMAs (generated C, this machine):
     the best of the widths our kernels run here (a 16-float host also runs 8-float kernels,
     and Zen 4 splits each 16-float FMA in two, so there both widths run at one rate)."""
-    vw = host_vector_width()
+    # a vector wider than the registers runs as several register-wide FMAs (and an asm
+    # operand cannot hold it: "impossible constraint"), so probe at most the register width
+    vw = min(host_vector_width(), register_width())
     return max(_fma_rate(v, seconds) for v in ((vw, 8) if vw == 16 else (vw,)))
 
 

@@ -96,6 +96,12 @@ def host_vector_width() -> int:
     """
     if os.environ.get("WORKBENCH_VECTOR"):
         return int(os.environ["WORKBENCH_VECTOR"])
+    return register_width()
+
+
+def register_width() -> int:
+    """Floats per SIMD register of this CPU, whatever $WORKBENCH_VECTOR says (code for wider
+    vectors still builds: GCC splits each into registers of this width)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from workbench.codegen.build import build_c, build_numba, debug, host_vector_width
+from workbench.codegen.inputs import float32_input, is_torch
 from workbench.codegen.ir import ConvIR, Layout, conv_ir, is_pointwise_layer
 from workbench.codegen.parallel import default_threads, run_jobs
 from workbench.codegen.lr import Layer, LRError, conv_layer
@@ -251,12 +252,12 @@ class CompiledLayer:
         return self._bs
 
     def __call__(self, x: Any) -> Any:
-        """y = conv(x): x (N, C, H, W) float32 numpy or torch -> (N, O, Ho, Wo), same kind."""
-        is_torch = type(x).__module__.startswith("torch")
-        xa = x.detach().cpu().numpy() if is_torch else np.asarray(x)
+        """y = conv(x): x (N, C, H, W) float32 numpy or torch -> (N, O, Ho, Wo), same kind;
+        other float dtypes are converted, others refused (workbench.codegen.inputs)."""
+        torch_in = is_torch(x)
+        xa = float32_input(x, "layer")
         if xa.ndim != 4 or xa.shape[1] != self._in_channels:
             raise ValueError(f"expected input (N, {self._in_channels}, H, W), got {xa.shape}")
-        xa = np.asarray(xa, dtype=np.float32)
         n, _, h, w = xa.shape
         shape = self.output_shape(n, h, w)
         out = np.empty(shape, np.float32)
@@ -275,7 +276,7 @@ class CompiledLayer:
             fmas = self.kept_weights * shape[0] * shape[2] * shape[3]
             run_jobs(self._fn, (xp, f.kptr, f.cidx, f.wptr, f.wts, self._bias, f.order, acc,
                                 out, wq), threads, fmas)
-        if is_torch:
+        if torch_in:
             import torch
             return torch.from_numpy(out)
         return out

@@ -47,7 +47,10 @@ typedef int32_t vi __attribute__((vector_size(VW * 4)));
 static inline vf vld(const float *p) {{ vf v; memcpy(&v, p, sizeof v); return v; }}
 static inline void vst(float *p, vf v) {{ memcpy(p, &v, sizeof v); }}
 static inline vf vdup(float x) {{ vf v = {dup}; return v; }}
-static inline vf vrelu(vf v) {{ vi m = v > (vf){{0}}; return (vf)((vi)v & m); }}
+/* NaN fails every ordered compare: clearing the lanes where v < 0 keeps a NaN (PyTorch's relu
+   does), where keeping the lanes with v > 0 would zero it; one compare and one and-not either
+   way. Lanes over 6 become 6: a NaN stays, as in PyTorch's hardtanh. */
+static inline vf vrelu(vf v) {{ vi m = v < (vf){{0}}; return (vf)((vi)v & ~m); }}
 static inline vf vrelu6(vf v) {{
   v = vrelu(v); vi m = v > vdup(6.0f);
   return (vf)(((vi)v & ~m) | ((vi)vdup(6.0f) & m));
@@ -435,9 +438,9 @@ def render_linear(c: int, o: int, act: str, vector: int, sched: Schedule) -> str
          f"      for (int l = 0; l < {vw}; ++l) s += acc0[l];",
          f"      for (; k < {c}; ++k) s += wr[k] * xn[k];"]
     if act == "relu":
-        L.append("      s = s > 0.0f ? s : 0.0f;")
+        L.append("      s = s < 0.0f ? 0.0f : s;")   # a NaN fails the compare and stays
     elif act == "relu6":
-        L.append("      s = s > 0.0f ? (s < 6.0f ? s : 6.0f) : 0.0f;")
+        L.append("      s = s < 0.0f ? 0.0f : (s > 6.0f ? 6.0f : s);")
     L += [f"      y[(size_t)n * {o} + o] = s;", "    }", "  }", "  return 0;", "}", ""]
     return "\n".join(L)
 

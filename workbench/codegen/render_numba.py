@@ -141,12 +141,22 @@ def render_pool(layer: Layer, sched: Schedule) -> str:
          "                xa = max(x0, 0)",
          f"                xb = min(x0 + {kw}, W)",
          f"                s = {'-np.inf' if is_max else '0.0'}",
+         *(["                t = 0.0"] if is_max else []),
          "                for iy in range(ya, yb):",
          "                    for ix in range(xa, xb):"]
     if is_max:
+        # a NaN wins, as in PyTorch: t, the window's sum, is NaN where the window holds a NaN
+        # (or both infinities), and only then are its values looked at again; a test per tap
+        # (`v > s or v != v`) made the pool 20% slower on random data
         L += ["                        v = xi[iy, ix]",
+              "                        t += v",
               "                        if v > s:",
               "                            s = v",
+              "                if t != t:",
+              "                    for iy in range(ya, yb):",
+              "                        for ix in range(xa, xb):",
+              "                            if xi[iy, ix] != xi[iy, ix]:",
+              "                                s = xi[iy, ix]",
               "                y[oy, ox] = s"]
     else:
         L.append("                        s += xi[iy, ix]")

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from workbench.codegen.build import build_numba
+from workbench.codegen.inputs import float32_input, is_torch
 from workbench.codegen.kernel import CompiledLayer
 from workbench.codegen.lr import LR, Layer, LRError, conv_layer
 from workbench.codegen.parallel import default_threads, run_jobs
@@ -211,21 +212,22 @@ class CompiledNetwork:
 
     # --- running -----------------------------------------------------------------------------
     def __call__(self, x: Any) -> Any:
-        """Run the network: x (N, C, H, W) float32 numpy or torch -> output, same kind."""
+        """Run the network: x (N, C, H, W) float32 numpy or torch -> output (float32), same
+        kind; other float dtypes are converted, others refused (workbench.codegen.inputs)."""
         if self.plan is not None and type(x) is np.ndarray and x.ndim == 4 and \
                 x.shape[1:] == self._input_shape:
             # the C plan on a numpy array: straight to it (Python here costs per inference)
             outs = self.plan.run(x)
             return outs[0] if len(outs) == 1 else tuple(outs)
-        is_torch = type(x).__module__.startswith("torch")
-        xa = x.detach().cpu().numpy() if is_torch else np.asarray(x)
+        torch_in = is_torch(x)
+        xa = float32_input(x, "network")
         (name, shape), = self.lr.inputs.items()
         if xa.ndim != 4 or tuple(xa.shape[1:]) != tuple(shape):
             raise ValueError(f"expected input (N, {', '.join(map(str, shape))}), got {xa.shape}")
-        vals: dict[str, np.ndarray] = {name: np.ascontiguousarray(xa, dtype=np.float32)}
+        vals: dict[str, np.ndarray] = {name: xa}
         if self.plan is not None:
             outs = self.plan.run(vals[name])
-            if is_torch:
+            if torch_in:
                 import torch
                 outs = [torch.from_numpy(o) for o in outs]
             return outs[0] if len(outs) == 1 else tuple(outs)
@@ -239,7 +241,7 @@ class CompiledNetwork:
                     vals.pop(v, None)
         self._last_times = times
         outs = [vals[o] for o in self.lr.outputs]
-        if is_torch:
+        if torch_in:
             import torch
             outs = [torch.from_numpy(np.ascontiguousarray(o)) for o in outs]
         return outs[0] if len(outs) == 1 else tuple(outs)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from workbench.codegen.build import build_c, build_numba, debug, host_vector_width
+from workbench.codegen.inputs import float32_input
 from workbench.codegen.driver import BoundCalls, Call
 from workbench.codegen.ir import SLACK, Layout, aligned_floats, conv_ir, conv_src_layout, \
     is_depthwise_layer, is_pointwise_layer, pointwise_src_layout, round_up
@@ -941,7 +942,7 @@ class CPlan:
         """run() the long way: any input, steps run from Python too; sets up the short way
         (_FastRun) where a single driver call does everything."""
         import time
-        x = np.ascontiguousarray(x, dtype=np.float32)   # its address goes to the C copy
+        x = float32_input(x, "network")   # contiguous: its address goes to the C copy
         n = x.shape[0]
         bufs = self.buffers(n)
         runs = self._runs(bufs, n)
