@@ -18,11 +18,25 @@ def _c_compiler() -> str | None:
     return shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 
+def _arm64_missing() -> str | None:
+    """Why ARM64 builds cannot be checked here, or None."""
+    from workbench.codegen.arm64.toolchain import ToolchainError, cross_compiler, qemu
+    try:
+        cross_compiler()
+        qemu()
+    except ToolchainError as e:
+        return str(e)
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip tests whose tool is missing, saying which tool; never skip silently."""
     skip_cc = pytest.mark.skip(reason="needs a C compiler (cc/gcc/clang on PATH); none found")
     skip_numba = pytest.mark.skip(reason="needs numba; `pip install numba` (make test installs it)")
+    arm64 = _arm64_missing() if any("needs_arm64" in i.keywords for i in items) else None
     for item in items:
+        if "needs_arm64" in item.keywords and arm64 is not None:
+            item.add_marker(pytest.mark.skip(reason=f"needs_arm64: {arm64}"))
         if "needs_cc" in item.keywords and _c_compiler() is None:
             item.add_marker(skip_cc)
         if "needs_numba" in item.keywords and not _has_module("numba"):

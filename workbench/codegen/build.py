@@ -5,6 +5,7 @@ there (so Numba's own on-disk cache keeps the machine code); C sources become sh
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import importlib.util
@@ -13,7 +14,7 @@ import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -89,11 +90,29 @@ def c_compiler() -> str:
     return cc
 
 
+# Set by target_vector_width: the width of the target a plan is built for (4: ARM64 NEON).
+_TARGET_WIDTH: list[int] = []
+
+
+@contextlib.contextmanager
+def target_vector_width(vw: int) -> Iterator[None]:
+    """Within it, host_vector_width() returns vw: plans and kernels are laid out and rendered
+    for another target's vectors (the host still builds them, GCC splitting or joining)."""
+    _TARGET_WIDTH.append(vw)
+    try:
+        yield
+    finally:
+        _TARGET_WIDTH.pop()
+
+
 def host_vector_width() -> int:
     """Floats per SIMD register of this CPU: 16 (AVX-512), 8 (AVX2), 4 (SSE / NEON).
 
-    $WORKBENCH_VECTOR overrides it (e.g. 8 to try AVX2 code on an AVX-512 machine).
+    $WORKBENCH_VECTOR overrides it (e.g. 8 to try AVX2 code on an AVX-512 machine), and
+    target_vector_width overrides both.
     """
+    if _TARGET_WIDTH:
+        return _TARGET_WIDTH[-1]
     if os.environ.get("WORKBENCH_VECTOR"):
         return int(os.environ["WORKBENCH_VECTOR"])
     return register_width()

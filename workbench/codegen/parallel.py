@@ -6,8 +6,9 @@ the schedule fixes it; layers too small to repay a thread hand-off run on the ca
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 _POOL: ThreadPoolExecutor | None = None
@@ -15,9 +16,26 @@ _POOL: ThreadPoolExecutor | None = None
 MIN_PARALLEL_FMAS = 200_000
 
 
+# Set by thread_placeholder: the thread count bound calls then carry is a marker that an
+# exported program (workbench.codegen.arm64.program) replaces with its run-time thread count.
+_PLACEHOLDER: list[int] = []
+
+
+@contextlib.contextmanager
+def thread_placeholder(value: int) -> Iterator[None]:
+    """Within it, default_threads() returns value (an int no real argument equals)."""
+    _PLACEHOLDER.append(value)
+    try:
+        yield
+    finally:
+        _PLACEHOLDER.pop()
+
+
 def default_threads() -> int:
     """Threads to use now: $OMP_NUM_THREADS (workbench.bench.timing.threads sets it), else
     numba's setting, else the cores this process may run on."""
+    if _PLACEHOLDER:
+        return _PLACEHOLDER[-1]
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)

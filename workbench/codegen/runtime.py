@@ -314,8 +314,13 @@ def compile(model_or_lr: Any, target: str = "host", emitter: str = "numba",
             input_shape: tuple[int, int, int] | None = None, library: bool = True,
             schedules: dict[str, Schedule] | None = None) -> CompiledNetwork:
     """Compile an nn.Module (traced at input_shape (C, H, W), default (3, 224, 224)), an LR, or
-    a path to a saved LR (.json) or ONNX file (.onnx) into a CompiledNetwork for target."""
+    a path to a saved LR (.json) or ONNX file (.onnx) into a CompiledNetwork for target
+    "host", or for target "arm64" into a phone bundle (workbench.codegen.arm64.bundle.Bundle,
+    in the cache; calling it runs it under qemu-aarch64), the C emitter's plan for NEON."""
     from pathlib import Path
+    if target == "arm64":   # always the C emitter's kernels
+        from workbench.codegen.arm64.bundle import build_cached_bundle
+        return build_cached_bundle(model_or_lr, input_shape, schedules)
     if isinstance(model_or_lr, LR):
         lr = model_or_lr
     elif isinstance(model_or_lr, (str, Path)):
