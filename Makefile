@@ -20,14 +20,15 @@ demo: $(STAMP)
 test: $(STAMP) arm64-tools
 	$(BIN)/python -m pytest --nbval-lax
 
-# The ARM64 target's cross compiler and emulator (Debian packages). Where apt cannot install
+# The ARM64 target's cross compiler, emulator and llvm-mca (Debian packages). Where apt cannot install
 # them (no root, no network) the ARM64 tests skip and say why; nothing else depends on them.
 arm64-tools:
-	@command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null || \
+	@command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null && \
+	  command -v llvm-mca >/dev/null || \
 	  { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	    ($$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -qq gcc-aarch64-linux-gnu qemu-user) || \
-	    echo "arm64-tools: could not install gcc-aarch64-linux-gnu and qemu-user; the ARM64 tests will skip"; }
+	      apt-get install -y -qq gcc-aarch64-linux-gnu qemu-user llvm) || \
+	    echo "arm64-tools: could not install gcc-aarch64-linux-gnu, qemu-user and llvm; the ARM64 tests will skip"; }
 
 # Peers for `python -m workbench bench peers`: the bench extra in .venv, and two side venvs for
 # packages that cannot live beside torch 2.14 / numpy 2 (see workbench/bench/peers.py).
