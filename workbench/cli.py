@@ -1,4 +1,4 @@
-"""Command line: python -m workbench {demo,train,data,experiment,bench} ...; --help on each."""
+"""Command line: python -m workbench {demo,train,data,experiment,bench,phone} ...; --help on each."""
 from __future__ import annotations
 
 import argparse
@@ -89,6 +89,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return int(importlib.import_module(module).main(args.bench_args) or 0)
 
 
+def _cmd_phone(args: argparse.Namespace) -> int:
+    from workbench.phone.commands import main as phone_main
+    return phone_main(args.phone_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per capability."""
     p = argparse.ArgumentParser(prog="python -m workbench",
@@ -134,10 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("suite", choices=sorted(BENCHES), help="which benchmark suite")
     b.add_argument("bench_args", nargs=argparse.REMAINDER, help="the suite's own arguments")
     b.set_defaults(func=_cmd_bench)
+
+    ph = sub.add_parser("phone", help="phones over adb: devices, run a bundle, bench dense vs pruned",
+                        add_help=False)
+    ph.add_argument("phone_args", nargs=argparse.REMAINDER,
+                    help="devices | run BUNDLE | bench (python -m workbench phone --help)")
+    ph.set_defaults(func=_cmd_phone)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse argv and run the chosen command; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["phone"]:   # its own options (--port, --help) are not this parser's
+        return _cmd_phone(argparse.Namespace(phone_args=argv[1:]))
     args = build_parser().parse_args(argv)
     return args.func(args)
