@@ -162,3 +162,17 @@ def test_a_step_that_runs_in_python_is_refused_by_name() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AvgPool2d(3, 1, 1)).eval()
     with pytest.raises(ExportError, match=r"run in Python.*avgpool2d"):
         export_plan(model, (3, 8, 8))
+
+
+@pytest.mark.parametrize("act", [nn.ReLU, nn.ReLU6])
+def test_nan_and_inf_land_where_pytorch_puts_them_on_arm64(act: type,
+                                                           tmp_path: Path) -> None:
+    # the NEON build of the same C: ReLU keeps a NaN, a max pool window holding one is NaN
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), act(), nn.MaxPool2d(2)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    x[0, 1, 3, 3], x[0, 2, 6, 1], x[0, 0, 0, 7] = float("nan"), float("inf"), float("-inf")
+    y = build_bundle(model, tmp_path, (3, 8, 8))(x)
+    ref = model(x).detach()
+    assert int(ref.isnan().sum()) > 0
+    assert torch.equal(y.isnan(), ref.isnan()) and torch.equal(y.isinf(), ref.isinf())
+    assert torch.allclose(y.nan_to_num(), ref.nan_to_num(), atol=1e-5)
