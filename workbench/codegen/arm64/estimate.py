@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from workbench.codegen.arm64.program import Program
-from workbench.codegen.arm64.toolchain import ToolchainError, common_flags, cross_compiler
+from workbench.codegen.arm64.toolchain import ToolchainError, common_flags, cross_compiler, \
+    run_tool
 from workbench.codegen.build import CompilerError, debug
 
 ITERATIONS = 200
@@ -83,13 +83,6 @@ def _llvm_mca() -> str:
     return mca
 
 
-def _run(cmd: list[str], what: str) -> str:
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if res.returncode != 0:
-        raise CompilerError(f"{what} failed (exit {res.returncode}):\n{res.stderr[-4000:]}")
-    return res.stdout
-
-
 def assembly(source: str, cpu: str = "cortex-a76") -> str:
     """source compiled by the ARM64 cross compiler to assembly text, tuned for cpu."""
     _peak(cpu)
@@ -100,7 +93,7 @@ def assembly(source: str, cpu: str = "cortex-a76") -> str:
     with tempfile.TemporaryDirectory(prefix="wb_mca_") as d:
         c_path, s_path = Path(d) / "k.c", Path(d) / "k.s"
         c_path.write_text(source)
-        _run([cc, *flags, "-S", "-o", str(s_path), str(c_path)], f"{Path(cc).name} -S")
+        run_tool([cc, *flags, "-S", "-o", str(s_path), str(c_path)], f"{Path(cc).name} -S")
         return s_path.read_text()
 
 
@@ -185,7 +178,7 @@ def _mca(body: list[str], cpu: str) -> tuple[float, float, int, str]:
     with tempfile.TemporaryDirectory(prefix="wb_mca_") as d:
         path = Path(d) / "loop.s"
         path.write_text("\n".join(body) + "\n")
-        out = _run([_llvm_mca(), "-mtriple=aarch64", f"-mcpu={cpu}",
+        out = run_tool([_llvm_mca(), "-mtriple=aarch64", f"-mcpu={cpu}",
                     f"-iterations={ITERATIONS}", str(path)], f"llvm-mca -mcpu={cpu}")
 
     def field(name: str) -> float:

@@ -59,10 +59,13 @@ def qemu() -> str:
     return q
 
 
-def _run(cmd: list[str], what: str) -> None:
+def run_tool(cmd: list[str], what: str) -> str:
+    """stdout of a compiler or tool run (an argument list, never a shell string);
+    CompilerError with its stderr when it fails."""
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if res.returncode != 0:
         raise CompilerError(f"{what} failed (exit {res.returncode}):\n{res.stderr[-4000:]}")
+    return res.stdout
 
 
 def compile_object(src: str, rename: dict[str, str]) -> Path:
@@ -79,7 +82,7 @@ def compile_object(src: str, rename: dict[str, str]) -> Path:
         c_path = d / f"o_{key}.c"
         c_path.write_text(src)
         tmp = d / f".o_{key}.{os.getpid()}.o"
-        _run([cc, *flags, "-o", str(tmp), str(c_path)], f"{Path(cc).name} on {c_path}")
+        run_tool([cc, *flags, "-o", str(tmp), str(c_path)], f"{Path(cc).name} on {c_path}")
         tmp.replace(obj)
     return obj
 
@@ -88,6 +91,6 @@ def link(objects: list[Path], out: Path) -> None:
     """Link the objects into the executable out (static with GNU, PIE with the NDK)."""
     cc, target = cross_compiler()
     tmp = out.with_name(out.name + ".tmp")
-    _run([cc, *common_flags(), *target, "-o", str(tmp), *map(str, objects), "-lm"],
+    run_tool([cc, *common_flags(), *target, "-o", str(tmp), *map(str, objects), "-lm"],
          f"linking {out.name}")
     tmp.replace(out)
