@@ -20,7 +20,7 @@ def test_fma_peak_builds_at_every_vector_width(monkeypatch: pytest.MonkeyPatch,
 def test_fma_probe_keeps_every_accumulator_in_a_register(tmp_path: Path) -> None:
     # with the "+x" constraint (16 registers) the 24 accumulators of the 16-float probe
     # spilled to the stack, and the probe read 132 GFLOP/s on a core that does 281
-    from workbench.codegen.build import c_compiler
+    from workbench.codegen.host.build import c_compiler
     src, _ = fma_probe_source(16)
     (tmp_path / "p.c").write_text(src)
     res = subprocess.run([c_compiler(), "-O3", "-march=x86-64-v4", "-S", "-o", "-",

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from workbench.codegen.host.kernel import compile_layer
 from workbench.codegen.inputs import float32_input
-from workbench.codegen.kernel import compile_layer
-from workbench.codegen.runtime import compile
+from workbench.codegen.targets import compile
 
 
 def test_float32_is_used_as_it_is_and_other_floats_are_converted() -> None:

@@ -24,12 +24,12 @@ from hypothesis import strategies as st
 from torch import nn
 
 from workbench.codegen.frontend_torch import from_torch
-from workbench.codegen.runtime import compile
 from workbench.codegen.schedule import Schedule
+from workbench.codegen.targets import compile
 
 from .helpers import PATTERNS8, pattern_pruned
 from .test_frontend_torch import _randomise_bn
-from .test_runtime import _small_mobilenet
+from .host.test_network import _small_mobilenet
 
 pytestmark = [pytest.mark.needs_cc, pytest.mark.needs_numba]
 
@@ -152,7 +152,7 @@ POOLS = {"none": nn.Identity, "max2": lambda: nn.MaxPool2d(2),
          "avg2": lambda: nn.AvgPool2d(2), "avg3p1": lambda: nn.AvgPool2d(3, 1, 1),
          "avg3p1ex": lambda: nn.AvgPool2d(3, 1, 1, count_include_pad=False),
          "gap": lambda: nn.AdaptiveAvgPool2d(1)}
-# the C kernel kinds a layer can take (render_c.kernel_kind falls back where one does not apply)
+# the C kernel kinds a layer can take (c.render.kernel_kind falls back where one does not apply)
 C_KERNELS = {"pointwise": ("gemm", "pattern"), "depthwise": ("depthwise", "pattern", "taps"),
              "dense": ("pattern", "taps", "pblock", "direct")}
 

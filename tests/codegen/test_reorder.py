@@ -6,8 +6,8 @@ import pytest
 
 from workbench.codegen.lr import conv_layer
 from workbench.codegen.patterns import analyse
-from workbench.codegen.reorder import branch_changes, channel_order, filter_order, \
-    pattern_signature, reorder_layer
+from workbench.codegen.reorder import (branch_changes, channel_order, filter_order,
+    pattern_signature, reorder_layer)
 
 from .helpers import conv_ref, pattern_pruned, rel_err
 
@@ -45,5 +45,5 @@ def test_reordered_layer_computes_the_same() -> None:
     layer = reorder_layer(conv_layer(w, padding=1))
     assert (layer.params["filter_order"] != np.arange(12)).any()
     x = rng.standard_normal((1, 6, 9, 9)).astype(np.float32)
-    from workbench.codegen.kernel import CompiledLayer
+    from workbench.codegen.host.kernel import CompiledLayer
     assert rel_err(CompiledLayer(layer)(x), conv_ref(x, w, None, 1, 1)) < 1e-5

@@ -25,14 +25,14 @@ from torch import nn
 
 from workbench.bench.pinning import pinned
 from workbench.bench.timing import measure
-from workbench.codegen.build import build_c, host_vector_width, register_width
 from workbench.codegen.frontend_torch import from_torch
-from workbench.codegen.kernel import CompiledLayer
+from workbench.codegen.host.build import build_c, host_vector_width, register_width
+from workbench.codegen.host.kernel import CompiledLayer
+from workbench.codegen.host.tune import TuningLog, tune_layer, tune_network
 from workbench.codegen.lr import LR, Layer
 from workbench.codegen.reorder import reorder_layer
-from workbench.codegen.runtime import compile as compile_network
 from workbench.codegen.storage import storage_row
-from workbench.codegen.tune import TuningLog, tune_layer, tune_network
+from workbench.codegen.targets import compile as compile_network
 
 # the 8 four-tap patterns (centre kept) of the pattern library, as 3x3 tap indices
 PATTERNS8 = ((1, 3, 4, 5), (1, 4, 5, 7), (3, 4, 5, 7), (1, 3, 4, 7),
@@ -137,7 +137,7 @@ def _torch_conv_time(layer: Layer, in_shape: tuple[int, ...], channels_last: boo
 
 
 def _ours_time(layer: Layer, in_shape: tuple[int, ...], sched: Any) -> float:
-    from workbench.codegen.tune import _time_kernel
+    from workbench.codegen.host.tune import _time_kernel
     kern = CompiledLayer(layer, "c", sched, in_shape)
     return min(_time_kernel(kern, in_shape, 9) for _ in range(2))
 
@@ -275,7 +275,8 @@ def machine_info() -> dict[str, Any]:
     import subprocess
 
     import numba
-    from workbench.codegen.build import c_compiler, cpu_id
+
+    from workbench.codegen.host.build import c_compiler, cpu_id
     from workbench.provenance import cpu_name
     cc = c_compiler()
     return {"cpu": cpu_name(), "cpu_id": cpu_id(), "machine": platform.machine(),
@@ -327,8 +328,8 @@ def run(quick: bool = False, out_dir: Path | str = "results/codegen") -> dict[st
 def pointwise_layers(name: str, size: int) -> list[tuple[Layer, tuple[int, int, int]]]:
     """The distinct 1x1 conv layers of a model (by tuning signature) with their input shapes,
     largest work first; the model is pruned as in run() (1x1 weights stay dense)."""
+    from workbench.codegen.host.tune import layer_signature
     from workbench.codegen.ir import is_pointwise_layer
-    from workbench.codegen.tune import layer_signature
     from workbench.models import build_model
     torch.manual_seed(0)
     lr = from_torch(prune_model(build_model(name, 1000 if size >= 64 else 10, size).eval()),

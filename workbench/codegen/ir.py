@@ -26,7 +26,7 @@ class Layout:
     cb > 1 (one phase only): channels in blocks of cb held in the lanes of each pixel
     (NCHW{cb}c, as XNNPACK and oneDNN keep them): (c, y, x) sits at (c // cb) * block +
     ((y + top) * row + x + left) * cb + c % cb. Small planes waste no vector lanes that way
-    (render_blocked's kernels read and write it).
+    (c.blocked's kernels read and write it).
     """
     c: int
     h: int
@@ -294,7 +294,7 @@ def conv_ir(layer: Layer, in_shape: tuple[int, int, int], vector: int,
     dst = dst or Layout(o, ho, wo)
     if src.cb != 1 or dst.cb != 1 or (res is not None and res.cb != 1):
         raise LRError(f"layer {layer.name!r}: channel-blocked layouts are read and written by "
-                      f"render_blocked's kernels, not this one ({src} -> {dst})")
+                      f"c.blocked's kernels, not this one ({src} -> {dst})")
     if (src.c, src.h, src.w) != (c, h, w) or (src.sy, src.sx) not in ((sh, sw), (1, 1)) or \
             (src.phases == 1 and (sh, sw) not in ((1, 1), (2, 2))):
         raise LRError(f"layer {layer.name!r}: input layout {src} does not fit input {in_shape} "

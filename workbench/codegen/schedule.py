@@ -38,13 +38,13 @@ class Schedule:
     "direct" (dense convs with few input channels, the 7x7 stem) = tile_o filters x tile_h x
     tile_w accumulators sharing every input vector; "gemm" (1x1 convs) = packed GEMM, tile_o
     filters x tile_w vectors of pixels per register tile, tile_h pixel tiles packed per job,
-    unroll_k unrolls the channel loop (render_c.render_pointwise_gemm); "pattern" on a 1x1
-    conv is the older in-place block-sparse GEMM (render_c.render_pointwise); "pblock" = the
+    unroll_k unrolls the channel loop (c.gemm.render_pointwise_gemm); "pattern" on a 1x1
+    conv is the older in-place block-sparse GEMM (c.pointwise.render_pointwise); "pblock" = the
     pattern kernel's per-pattern bodies (tile_h, tile_w, lre) inside input-channel blocks of
-    cblock, every filter in turn per block, as the taps kernel (render_pblock).
+    cblock, every filter in turn per block, as the taps kernel (c.pblock).
     pack ("gemm"): 1 = each job copies its pixels of every input channel into packed panels,
     0 = the register tiles read the input in place where it is plain and vector-aligned
-    (render_c.gemm_can_read_in_place; elsewhere the kernel packs as for 1).
+    (c.gemm.gemm_can_read_in_place; elsewhere the kernel packs as for 1).
     """
     tile_h: int = 4
     tile_w: int = 2
@@ -202,7 +202,7 @@ def pblock_tiles(vector: int) -> tuple[tuple[int, int], ...]:
 
 
 def pblock_space(vector: int) -> UnionSpace:
-    """Candidate schedules of the pblock kernel (render_pblock): its register tiles, rows
+    """Candidate schedules of the pblock kernel (c.pblock): its register tiles, rows
     shared across taps with unaligned loads or register shifts (lre 1, 2), channel blocks of
     32 or 64, groups of 64 filters or all (tile_o, capped at O) per job, either loop order."""
     return UnionSpace(tuple(
@@ -250,7 +250,7 @@ def gemm_tiles(vector: int) -> tuple[tuple[int, int], ...]:
 def gemm_space(vector: int) -> UnionSpace:
     """Candidate schedules of the 1x1 GEMM kernel (kernel "gemm"): the register tiles of
     gemm_tiles, channel loop unrolled 1 or 2 times, 4 or 16 pixel tiles packed per job
-    (tile_h; render_c.gemm_group caps it by the panels' size), threads splitting those groups
+    (tile_h; c.gemm.gemm_group caps it by the panels' size), threads splitting those groups
     ("rows") or each group's filter blocks ("filters")."""
     by_w: dict[int, list[int]] = {}
     for to, tw in gemm_tiles(vector):

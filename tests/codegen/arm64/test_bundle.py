@@ -21,7 +21,7 @@ from workbench.models import build_model
 
 from ..helpers import PATTERNS8, pattern_pruned, rel_err
 from ..test_frontend_torch import _randomise_bn
-from ..test_runtime import _pattern_prune
+from ..host.test_network import _pattern_prune
 
 pytestmark = [pytest.mark.needs_cc, pytest.mark.needs_arm64]
 

@@ -1,21 +1,20 @@
 """llvm-mca estimates of ARM64 kernels: the hot loop found, its flops counted exactly."""
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 from torch import nn
 
 from workbench.codegen.arm64.estimate import (PEAK_FLOPS_PER_CYCLE, estimate_kernel,
-                                              estimate_program, flops)
+    estimate_program, flops)
 from workbench.codegen.arm64.program import export_plan
+from workbench.codegen.arm64.toolchain import missing_tools
 
-from ..test_runtime import _pattern_prune
+from ..host.test_network import _pattern_prune
 
 pytestmark = [pytest.mark.needs_cc, pytest.mark.needs_arm64,
-              pytest.mark.skipif(shutil.which("llvm-mca") is None,
-                                 reason="needs llvm-mca (apt-get install llvm)")]
+              pytest.mark.skipif("llvm-mca" in missing_tools(),
+                                 reason=missing_tools().get("llvm-mca", ""))]
 
 
 def _fma_loop(n: int) -> str:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workbench.codegen.arm64.weights_file import ALIGN, MAGIC, VERSION, WeightsFileError, \
-    checksum, encode_weights, read_weights, write_weights
+from workbench.codegen.arm64.weights_file import (ALIGN, MAGIC, VERSION, WeightsFileError,
+    checksum, encode_weights, read_weights, write_weights)
 
 
 @settings(max_examples=30, deadline=None)

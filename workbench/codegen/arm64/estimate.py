@@ -10,19 +10,16 @@ LLVM's model of the core: LLVM 14 models the Cortex-A76/A77/A78/X1 with its Cort
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from workbench.codegen.arm64.program import Program
-from workbench.codegen.arm64.toolchain import ToolchainError, common_flags, cross_compiler, \
-    run_tool
+from workbench.codegen.arm64.toolchain import common_flags, cross_compiler, llvm_mca, run_tool
 from workbench.codegen.build import CompilerError, debug
 
 ITERATIONS = 200
-MCA_HINT = "apt-get install llvm (llvm-mca, LLVM 14 or later)"
 
 # fp32 flops per cycle when every FP/NEON pipe issues a 128-bit fmla (4 lanes x 2 flops).
 # A76/A77/A78: two 128-bit FP/ASIMD pipes; X1: four. A55: two 64-bit FP MAC pipes, so one
@@ -74,13 +71,6 @@ def _peak(cpu: str) -> float:
     if cpu not in PEAK_FLOPS_PER_CYCLE:
         raise ValueError(f"unknown cpu {cpu!r}; known: {', '.join(PEAK_FLOPS_PER_CYCLE)}")
     return PEAK_FLOPS_PER_CYCLE[cpu]
-
-
-def _llvm_mca() -> str:
-    mca = shutil.which("llvm-mca") or shutil.which("llvm-mca-14")
-    if mca is None:
-        raise ToolchainError(f"no llvm-mca to estimate ARM64 kernels: {MCA_HINT}")
-    return mca
 
 
 def assembly(source: str, cpu: str = "cortex-a76") -> str:
@@ -178,7 +168,7 @@ def _mca(body: list[str], cpu: str) -> tuple[float, float, int, str]:
     with tempfile.TemporaryDirectory(prefix="wb_mca_") as d:
         path = Path(d) / "loop.s"
         path.write_text("\n".join(body) + "\n")
-        out = run_tool([_llvm_mca(), "-mtriple=aarch64", f"-mcpu={cpu}",
+        out = run_tool([llvm_mca(), "-mtriple=aarch64", f"-mcpu={cpu}",
                     f"-iterations={ITERATIONS}", str(path)], f"llvm-mca -mcpu={cpu}")
 
     def field(name: str) -> float:

@@ -1,6 +1,6 @@
 """A C plan as a program: the kernels, the calls in order and the memory they touch, as data.
 
-The host runs a C network plan (runtime_c.CPlan) as bound calls: function addresses and
+The host runs a C network plan (host.plan.CPlan) as bound calls: function addresses and
 argument addresses in one array for a generated driver. A bundle for another machine needs
 the same calls with every address replaced by what it points to: a constant (weights, pattern
 tables: written to the weights file), an activation buffer (allocated by the bundle), the
@@ -21,10 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from workbench.codegen.build import target_vector_width
-from workbench.codegen.ir import Layout
+from workbench.codegen.frontend import to_lr
+from workbench.codegen.host.build import target_vector_width
+from workbench.codegen.host.driver import call_kinds
+from workbench.codegen.host.network import CompiledNetwork
+from workbench.codegen.host.parallel import thread_placeholder
+from workbench.codegen.host.plan import _copier
+from workbench.codegen.ir import Layout, aligned_floats
 from workbench.codegen.lr import LRError
-from workbench.codegen.parallel import thread_placeholder
 
 # No real argument (a size, a count, an address) equals it: marks the thread-count arguments.
 THREADS = 0x7EADBEEF
@@ -171,10 +175,8 @@ def export_plan(model_or_lr: Any, input_shape: tuple[int, int, int] | None = Non
     """The C plan of a model (nn.Module traced at input_shape, an LR or its path), laid out
     for vector-float registers (4: NEON), as a Program for batch images (schedules: per
     layer name, as compile() takes them)."""
-    from workbench.codegen.runtime import compile as compile_network
     with target_vector_width(vector), thread_placeholder(THREADS):
-        net = compile_network(model_or_lr, emitter="c", input_shape=input_shape,
-                              schedules=schedules)
+        net = CompiledNetwork(to_lr(model_or_lr, input_shape), emitter="c", schedules=schedules)
         plan = net.plan
         if plan is None:
             raise ExportError("export: the network has no C plan")
@@ -230,7 +232,6 @@ def export_plan(model_or_lr: Any, input_shape: tuple[int, int, int] | None = Non
 
 
 def _kinds(fn: Any) -> str:
-    from workbench.codegen.driver import call_kinds
     return call_kinds(fn)
 
 
@@ -257,7 +258,5 @@ def _output(plan: Any, bufs: dict[str, np.ndarray], out: str, n: int
         return [], bufs[out]
     if lay.phases != 1:
         raise ExportError(f"export: output {out!r} is held in {lay.phases} stride phases")
-    from workbench.codegen.runtime_c import _copier
-    from workbench.codegen.ir import aligned_floats
     y = aligned_floats(n * plain.image).reshape(n, plain.image)
     return [(_copier(lay, plain), (bufs[out].ctypes.data, y.ctypes.data, n, THREADS))], y

@@ -59,6 +59,29 @@ def qemu() -> str:
     return q
 
 
+def llvm_mca() -> str:
+    """llvm-mca (LLVM 14 or later), for static kernel estimates; ToolchainError if none."""
+    mca = shutil.which("llvm-mca") or shutil.which("llvm-mca-14")
+    if mca is None:
+        raise ToolchainError("no llvm-mca to estimate ARM64 kernels: `make arm64-tools` "
+                             "(apt-get install llvm)")
+    return mca
+
+
+def missing_tools() -> dict[str, str]:
+    """What of the ARM64 toolchain is missing here: tool -> why and how to get it (empty when a
+    cross compiler, qemu-aarch64 and llvm-mca are all present). The tests and the phone
+    notebook use it to skip, saying why, what they cannot do."""
+    missing: dict[str, str] = {}
+    for tool, probe in (("cross compiler", cross_compiler), ("qemu-aarch64", qemu),
+                        ("llvm-mca", llvm_mca)):
+        try:
+            probe()
+        except ToolchainError as e:
+            missing[tool] = str(e)
+    return missing
+
+
 def run_tool(cmd: list[str], what: str) -> str:
     """stdout of a compiler or tool run (an argument list, never a shell string);
     CompilerError with its stderr when it fails."""

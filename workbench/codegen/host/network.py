@@ -1,9 +1,10 @@
-"""Runtime: compile(model_or_lr, target="host") -> a callable network with per-layer times.
+"""The host network: CompiledNetwork runs an LR's layers as generated kernels, with times.
 
 Each LR layer becomes a step; values are NCHW float32 numpy arrays, freed after their last
 reader. Convolutions and pooling run generated kernels; with library=True (the default on the
 host) dense 1x1 convolutions and linear layers call PyTorch's BLAS instead, as the issue
-allows for the host; library=False generates code for them too (as phones will need).
+allows for the host; library=False generates code for them too (as phones will need). With
+the C emitter the whole network is one host.plan.CPlan.
 """
 from __future__ import annotations
 
@@ -16,18 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from workbench.codegen.build import build_numba
+from workbench.codegen.host.build import build_numba
+from workbench.codegen.host.kernel import CompiledLayer
+from workbench.codegen.host.parallel import default_threads, run_jobs
+from workbench.codegen.host.plan import CPlan
+from workbench.codegen.host.render_numba import render_numba
 from workbench.codegen.inputs import float32_input, is_torch
-from workbench.codegen.kernel import CompiledLayer
-from workbench.codegen.lr import LR, Layer, LRError, conv_layer
-from workbench.codegen.parallel import default_threads, run_jobs
-from workbench.codegen.passes import optimize
-from workbench.codegen.render_numba import render_numba
-from workbench.codegen.runtime_c import CPlan
 from workbench.codegen.ir import is_pointwise_layer
+from workbench.codegen.lr import LR, Layer, LRError, conv_layer
+from workbench.codegen.passes import optimize
 from workbench.codegen.schedule import Schedule
-
-TARGETS = ("host",)
 
 
 def _act(y: np.ndarray, act: str) -> np.ndarray:
@@ -101,14 +100,11 @@ class CompiledNetwork:
     last_times: seconds per layer of the latest call, in execution order.
     """
 
-    def __init__(self, lr: LR, emitter: str = "numba", target: str = "host",
-                 library: bool = True, schedules: dict[str, Schedule] | None = None) -> None:
-        if target not in TARGETS:
-            raise ValueError(f"unknown target {target!r}; this runtime runs {TARGETS}")
+    def __init__(self, lr: LR, emitter: str = "numba", library: bool = True,
+                 schedules: dict[str, Schedule] | None = None) -> None:
         self.lr = optimize(lr) if any(l.op in ("batchnorm", "act") for l in lr.layers) else lr
         self.lr.validate()
         self.emitter = emitter
-        self.target = target
         self.shapes = self.lr.shapes()
         (shape,) = self.lr.inputs.values()
         self._input_shape = tuple(int(d) for d in shape)
@@ -308,29 +304,3 @@ class CompiledNetwork:
             finally:
                 tracemalloc.stop()
         return report
-
-
-def compile(model_or_lr: Any, target: str = "host", emitter: str = "numba",
-            input_shape: tuple[int, int, int] | None = None, library: bool = True,
-            schedules: dict[str, Schedule] | None = None) -> CompiledNetwork:
-    """Compile an nn.Module (traced at input_shape (C, H, W), default (3, 224, 224)), an LR, or
-    a path to a saved LR (.json) or ONNX file (.onnx) into a CompiledNetwork for target
-    "host", or for target "arm64" into a phone bundle (workbench.codegen.arm64.bundle.Bundle,
-    in the cache; calling it runs it under qemu-aarch64), the C emitter's plan for NEON."""
-    from pathlib import Path
-    if target == "arm64":   # always the C emitter's kernels
-        from workbench.codegen.arm64.bundle import build_cached_bundle
-        return build_cached_bundle(model_or_lr, input_shape, schedules)
-    if isinstance(model_or_lr, LR):
-        lr = model_or_lr
-    elif isinstance(model_or_lr, (str, Path)):
-        path = Path(model_or_lr)
-        if path.suffix == ".onnx":
-            from workbench.codegen.frontend_onnx import from_onnx
-            lr = from_onnx(path)
-        else:
-            lr = LR.load(path)
-    else:
-        from workbench.codegen.frontend_torch import from_torch
-        lr = from_torch(model_or_lr, input_shape or (3, 224, 224))
-    return CompiledNetwork(lr, emitter, target, library, schedules)

@@ -11,14 +11,14 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workbench.codegen.build import build_c
+from workbench.codegen.c.blocked import (depthwise_src_need, pack_depthwise_weights,
+    pack_gemm_weights, render_blocked_depthwise, render_blocked_gemm,
+    render_blocked_global_avgpool, render_blocked_relayout)
+from workbench.codegen.host.build import build_c
 from workbench.codegen.ir import Layout
 from workbench.codegen.lr import LRError, conv_layer
-from workbench.codegen.render_blocked import depthwise_src_need, pack_depthwise_weights, \
-    pack_gemm_weights, render_blocked_depthwise, render_blocked_gemm, \
-    render_blocked_global_avgpool, render_blocked_relayout
 
-from .helpers import conv_ref, rel_err
+from ..helpers import conv_ref, rel_err
 
 pytestmark = pytest.mark.needs_cc
 

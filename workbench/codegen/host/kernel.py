@@ -10,21 +10,21 @@ from typing import Any
 
 import numpy as np
 
-from workbench.codegen.build import build_c, build_numba, debug, host_vector_width
+from workbench.codegen.build import debug
+from workbench.codegen.c.pblock import uses_pblock
+from workbench.codegen.c.pointwise import pointwise_rows
+from workbench.codegen.c.render import default_kernel, kernel_kind, render_c
+from workbench.codegen.c.taps import tap_offsets, uses_taps
+from workbench.codegen.host.build import build_c, build_numba, host_vector_width
+from workbench.codegen.host.parallel import default_threads, run_jobs
+from workbench.codegen.host.render_numba import render_numba
 from workbench.codegen.inputs import float32_input, is_torch
 from workbench.codegen.ir import ConvIR, Layout, conv_ir, is_pointwise_layer
-from workbench.codegen.parallel import default_threads, run_jobs
 from workbench.codegen.lr import Layer, LRError, conv_layer
-from workbench.codegen.render_c import pointwise_rows, render_c, tap_offsets, uses_taps
-from workbench.codegen.render_c import default_kernel, kernel_kind
-from workbench.codegen.render_numba import render_numba
-from workbench.codegen.schedule import Schedule, c_default_schedule, default_schedule
-from workbench.codegen.schedule import depthwise_default_schedule, direct_default_schedule
-from workbench.codegen.storage import FKW, BlockSparse, TapPack, pack, pack_block_sparse, \
-    pack_taps
-from workbench.codegen.storage import pack_direct
-from workbench.codegen.render_pblock import uses_pblock
-from workbench.codegen.storage import pack_blocked
+from workbench.codegen.schedule import (Schedule, c_default_schedule, default_schedule,
+    depthwise_default_schedule, direct_default_schedule)
+from workbench.codegen.storage import (FKW, BlockSparse, TapPack, pack, pack_block_sparse,
+    pack_blocked, pack_direct, pack_taps)
 
 EMITTERS = ("numba", "c")
 
@@ -209,7 +209,7 @@ class CompiledLayer:
                res: np.ndarray | None = None, res_layout: Layout | None = None
                ) -> tuple[Any, tuple[int | None, ...]]:
         """(ctypes function, its arguments) of run_c's call: addresses and ints only, so a
-        caller may keep them while the buffers live (runtime_c's C driver does)."""
+        caller may keep them while the buffers live (host.plan's C driver does)."""
         ir, fn = self._c_kernel(h, w, src_layout, dst_layout, res_layout)
         threads = self.schedule.threads or default_threads()
         a = self._addr

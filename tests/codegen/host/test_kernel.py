@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from workbench.codegen import LRError, Schedule, compile_layer
 
-from .helpers import PATTERNS8, conv_ref, pattern_pruned, rel_err
+from ..helpers import PATTERNS8, conv_ref, pattern_pruned, rel_err
 
 pytestmark = pytest.mark.needs_numba
 

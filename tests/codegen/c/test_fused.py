@@ -10,14 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import workbench.codegen.render_fused as render_fused
-from workbench.codegen.build import build_c
+import workbench.codegen.c.fused as render_fused
+from workbench.codegen.c.fused import (channel_group, fused_geometry, pack_fused_weights,
+    pack_projection_weights, render_depthwise_project, render_expand_depthwise)
+from workbench.codegen.host.build import build_c
 from workbench.codegen.ir import Layout, conv_ir
 from workbench.codegen.lr import LRError, conv_layer
-from workbench.codegen.render_fused import channel_group, fused_geometry, pack_fused_weights, \
-    pack_projection_weights, render_depthwise_project, render_expand_depthwise
 
-from .helpers import conv_ref, rel_err
+from ..helpers import conv_ref, rel_err
 
 pytestmark = pytest.mark.needs_cc
 

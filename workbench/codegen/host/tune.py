@@ -25,18 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from workbench.codegen.build import build_c, cache_dir, cpu_id, debug, host_vector_width, \
-    last_level_cache_bytes
-from workbench.codegen.ir import conv_ir, is_depthwise_layer, is_direct_candidate, \
-    is_pointwise_layer, reads_plain_stride2
-from workbench.codegen.kernel import CompiledLayer
+from workbench.codegen.build import cache_dir, debug
+from workbench.codegen.c.gemm import gemm_can_read_in_place
+from workbench.codegen.host.build import build_c, cpu_id, host_vector_width, last_level_cache_bytes
+from workbench.codegen.host.kernel import CompiledLayer
+from workbench.codegen.host.parallel import default_threads
+from workbench.codegen.ir import (conv_ir, is_depthwise_layer, is_direct_candidate,
+    is_pointwise_layer, reads_plain_stride2)
 from workbench.codegen.lr import LR, Layer, out_shape
-from workbench.codegen.parallel import default_threads
-from workbench.codegen.render_c import gemm_can_read_in_place
 from workbench.codegen.schedule import (Schedule, ScheduleSpace, UnionSpace, c_default_schedule,
-                                       default_schedule, depthwise_default_schedule,
-                                       depthwise_space, direct_default_schedule, direct_space,
-                                       gemm_space, pblock_space, taps_default_schedule)
+    default_schedule, depthwise_default_schedule, depthwise_space, direct_default_schedule,
+    direct_space, gemm_space, pblock_space, taps_default_schedule)
 
 # 2: the C space gained the taps kernel (Schedule.kernel, cblock); version-1 records (no
 # "version" field) hold bests chosen without it
@@ -383,7 +382,7 @@ def tune_layer(layer: Layer, in_shape: tuple[int, int, int], emitter: str = "c",
 def _in_place_variant(layer: Layer, in_shape: tuple[int, int, int], best: Schedule
                      ) -> Schedule | None:
     """best with Schedule.pack = 0 where best is a GEMM schedule that packs and the layer's
-    plain input can be read in place (render_c.gemm_can_read_in_place), else None. Timed
+    plain input can be read in place (c.gemm.gemm_can_read_in_place), else None. Timed
     after the search rather than as a knob of it: it doubles no space, and whether reading in
     place pays depends on the tile (ResNet-50 in the network, 1 thread: 56x56 GEMMs 5-12%
     faster, two others 4-7% slower)."""

@@ -1,6 +1,7 @@
 """compile(): whole networks against PyTorch, per-layer times, memory, save/load, library off."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,11 @@ from torch import nn
 
 from workbench.codegen import LR
 from workbench.codegen.frontend_torch import from_torch
-from workbench.codegen.runtime import CompiledNetwork, compile
+from workbench.codegen.host.network import CompiledNetwork
+from workbench.codegen.targets import compile
 
-from .helpers import PATTERNS8, pattern_pruned, rel_err
-from .test_frontend_torch import _randomise_bn
+from ..helpers import PATTERNS8, pattern_pruned, rel_err
+from ..test_frontend_torch import _randomise_bn
 
 pytestmark = pytest.mark.needs_numba
 
@@ -237,8 +239,8 @@ def test_c_plan_runs_8_float_kernels_in_16_float_layouts(monkeypatch: pytest.Mon
 
 @pytest.mark.needs_cc
 def test_c_plan_runs_bound_steps_through_the_driver() -> None:
-    from workbench.codegen.driver import BoundCalls
-    from workbench.codegen.runtime_c import CStep
+    from workbench.codegen.host.driver import BoundCalls
+    from workbench.codegen.host.plan import CStep
     from workbench.models import build_model
     model = _randomise_bn(_pattern_prune(build_model("resnet18", 10, 32).eval()))
     net = compile(model, input_shape=(3, 32, 32), emitter="c")
@@ -267,7 +269,7 @@ def test_c_plan_runs_bound_steps_through_the_driver() -> None:
                 fn(*args)
             step.run(bufs, batch)
         (out,) = net.lr.outputs
-        np.testing.assert_array_equal(y, plan._view(bufs, out, batch))
+        np.testing.assert_array_equal(y, plan._builder.view(bufs, out, batch))
         assert rel_err(y, model(torch.from_numpy(x)).detach().numpy()) < 1e-4
 
 

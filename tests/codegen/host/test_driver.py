@@ -6,8 +6,8 @@ import ctypes
 import numpy as np
 import pytest
 
-from workbench.codegen.build import build_c
-from workbench.codegen.driver import BoundCalls, call_kinds, render_driver
+from workbench.codegen.host.build import build_c
+from workbench.codegen.host.driver import BoundCalls, call_kinds, render_driver
 
 pytestmark = pytest.mark.needs_cc
 

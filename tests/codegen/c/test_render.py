@@ -7,11 +7,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workbench.codegen import Schedule, compile_layer
+from workbench.codegen.c.render import render_c
 from workbench.codegen.ir import Layout, conv_ir, round_up
 from workbench.codegen.lr import LRError, conv_layer
-from workbench.codegen.render_c import render_c
 
-from .helpers import PATTERNS8, conv_ref, pattern_pruned, rel_err
+from ..helpers import PATTERNS8, conv_ref, pattern_pruned, rel_err
 
 pytestmark = pytest.mark.needs_cc
 
@@ -232,9 +232,9 @@ def test_mobilenet_depthwise_shapes_and_the_stem() -> None:
 def test_depthwise_whole_plane_stores_stay_in_the_plane(h: int, w: int, stride: int,
                                                         vector: int) -> None:
     """Rows without room for a whole last vector are stored whole with zeroed extra lanes
-    (render_c._dw_whole_planes); nothing may land past the plane's last pixel."""
-    from workbench.codegen.kernel import CompiledLayer
-    from workbench.codegen.render_c import _dw_whole_planes
+    (c.render._dw_whole_planes); nothing may land past the plane's last pixel."""
+    from workbench.codegen.c.depthwise import _dw_whole_planes
+    from workbench.codegen.host.kernel import CompiledLayer
     rng = np.random.default_rng(h * 100 + w * 3 + stride)
     layer = conv_layer(rng.standard_normal((1, 1, 3, 3)).astype(np.float32), padding=1,
                        stride=stride, groups=1)
@@ -254,7 +254,7 @@ def test_depthwise_whole_plane_stores_stay_in_the_plane(h: int, w: int, stride: 
 
 
 def test_kernel_kind_dispatch() -> None:
-    from workbench.codegen.render_c import default_kernel, kernel_kind
+    from workbench.codegen.c.render import default_kernel, kernel_kind
     rng = np.random.default_rng(14)
     dw = conv_ir(conv_layer(rng.standard_normal((8, 1, 3, 3)).astype(np.float32), padding=1,
                             groups=8), (8, 10, 10), 8)
@@ -326,7 +326,7 @@ def test_gemm_reads_a_plain_aligned_input_in_place(vector: int, parallel: str) -
     """pack=0: the register tiles read a plain input whose channels start on whole vectors
     where it lies (no panel, no copy), with a fused residual too; every other input (a plane
     of 14x14 = 196 floats, a stride, a border) is packed as with pack=1."""
-    from workbench.codegen.kernel import CompiledLayer
+    from workbench.codegen.host.kernel import CompiledLayer
     rng = np.random.default_rng(vector)
     c, o = 20, 13
     wt = rng.standard_normal((o, c, 1, 1)).astype(np.float32)
@@ -357,7 +357,7 @@ def test_gemm_reads_a_plain_aligned_input_in_place(vector: int, parallel: str) -
 def test_gemm_kernel_prefetches_its_weights_ahead() -> None:
     # in a network the weights come from DRAM: each channel step prefetches the packed
     # weights GEMM_WEIGHT_PREFETCH steps ahead (tile_o floats per step)
-    from workbench.codegen.render_c import GEMM_WEIGHT_PREFETCH
+    from workbench.codegen.c.gemm import GEMM_WEIGHT_PREFETCH
     layer = conv_layer(np.ones((16, 32, 1, 1), np.float32))
     src = render_c(conv_ir(layer, (32, 7, 7), 16), Schedule(kernel="gemm", tile_o=6, tile_w=2))
     # in both channel loops (all channels, a channel list) of every register-tile width
@@ -370,7 +370,7 @@ def test_gemm_kernel_prefetches_its_weights_ahead() -> None:
 def test_gemm_kernel_writes_padded_layouts(stride: int, hw: tuple[int, int]) -> None:
     """In a network a 1x1 conv reads and writes zero-bordered, row-padded buffers (its reader
     is a 3x3 conv): vectors crossing row ends go lane by lane and the border stays zero."""
-    from workbench.codegen.kernel import CompiledLayer
+    from workbench.codegen.host.kernel import CompiledLayer
     rng = np.random.default_rng(stride * 100 + hw[1])
     c, o = 11, 13
     h, w = hw
@@ -404,9 +404,9 @@ def test_gemm_rows_of_whole_vectors_keep_the_border_zero(hw: tuple[int, int]) ->
     """Where the output rows are not whole vectors and the border has room, every vector lies in
     one row (no lane-by-lane stores); the lanes past a row end store zeros on the border, the
     fused residual included."""
-    from workbench.codegen.kernel import CompiledLayer
-    from workbench.codegen.build import host_vector_width
-    from workbench.codegen.render_c import gemm_row_width
+    from workbench.codegen.c.gemm import gemm_row_width
+    from workbench.codegen.host.build import host_vector_width
+    from workbench.codegen.host.kernel import CompiledLayer
     rng = np.random.default_rng(hw[0])
     c, o = 9, 10
     h, w = hw

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from workbench.codegen.host import tune
+from workbench.codegen.host.build import last_level_cache_bytes
+from workbench.codegen.host.tune import (LOG_VERSION, CacheEvictor, TuningLog, TuningLogError,
+    conv_space, layer_signature, narrow_vector, tune_layer, tune_network)
 from workbench.codegen.lr import conv_layer
-from workbench.codegen import tune
-from workbench.codegen.build import last_level_cache_bytes
-from workbench.codegen.tune import LOG_VERSION, CacheEvictor, TuningLog, TuningLogError, \
-    conv_space, layer_signature, narrow_vector, tune_layer, tune_network
 
-from .helpers import pattern_pruned
+from ..helpers import pattern_pruned
 
 
 def _layer(o: int = 8, c: int = 8, k: int = 3):
@@ -227,15 +227,15 @@ def test_tune_depthwise_layer_starts_from_its_default(tmp_path: Path) -> None:
     best = tune_layer(dw, (12, 14, 14), "c", trials=3, log=log, threads=1, repeats=2)
     recs = log.records()
     assert best.kernel == "depthwise" and all(r["schedule"]["kernel"] == "depthwise" for r in recs)
-    from workbench.codegen.build import host_vector_width
+    from workbench.codegen.host.build import host_vector_width
     assert recs[0]["schedule"] == depthwise_default_schedule(host_vector_width()).to_dict()
 
 
 @pytest.mark.needs_cc
 def test_narrow_layer_logged_without_8_float_candidates_is_tuned_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.codegen.host.tune import target_id
     from workbench.codegen.schedule import Schedule
-    from workbench.codegen.tune import target_id
     monkeypatch.setenv("WORKBENCH_VECTOR", "16")
     log = TuningLog(tmp_path / "tune.jsonl")
     layer, shape = _layer(), (8, 7, 7)
@@ -256,8 +256,8 @@ def test_narrow_layer_logged_without_8_float_candidates_is_tuned_again(
 @pytest.mark.needs_cc
 def test_records_of_another_cpu_are_not_replayed(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import workbench.codegen.tune as tune
-    from workbench.codegen.build import cpu_id
+    import workbench.codegen.host.tune as tune
+    from workbench.codegen.host.build import cpu_id
     from workbench.codegen.schedule import Schedule
     assert tune.target_id("c").endswith(":" + cpu_id()) and cpu_id()
     log = TuningLog(tmp_path / "tune.jsonl")

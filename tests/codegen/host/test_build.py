@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workbench.codegen.build import last_level_cache_bytes
+from workbench.codegen.host.build import last_level_cache_bytes
 
 
 def test_last_level_cache_is_the_largest_sysfs_cache(tmp_path: Path) -> None:

@@ -9,13 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from workbench.codegen.build import build_c
-from workbench.codegen.ir import Layout
-from workbench.codegen.lr import Layer, LRError
-from workbench.codegen.ir import conv_src_layout
-from workbench.codegen.lr import conv_layer
-from workbench.codegen.render_elementwise import render_add, render_global_avgpool, \
-    render_clear_border, render_maxpool, render_relayout
+from workbench.codegen.c.elementwise import (render_add, render_clear_border,
+    render_global_avgpool, render_maxpool, render_relayout)
+from workbench.codegen.host.build import build_c
+from workbench.codegen.ir import Layout, conv_src_layout
+from workbench.codegen.lr import Layer, LRError, conv_layer
 
 pytestmark = pytest.mark.needs_cc
 

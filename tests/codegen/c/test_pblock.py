@@ -8,12 +8,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workbench.codegen import Schedule, compile_layer
+from workbench.codegen.c.render import kernel_kind, render_c
+from workbench.codegen.host.kernel import CompiledLayer
 from workbench.codegen.ir import Layout, conv_ir
-from workbench.codegen.kernel import CompiledLayer
 from workbench.codegen.lr import conv_layer
-from workbench.codegen.render_c import kernel_kind, render_c
 
-from .helpers import PATTERNS8, conv_ref, pattern_pruned, rel_err
+from ..helpers import PATTERNS8, conv_ref, pattern_pruned, rel_err
 
 pytestmark = pytest.mark.needs_cc
 
