@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.bench.blocks_bench import block_rows, model_units, prefix, run
+from workbench.bench.blocks_bench import block_rows, run
+from workbench.bench.model_blocks import model_units, prefix
 from workbench.bench.peers import build_module
 from workbench.models import build_model
 

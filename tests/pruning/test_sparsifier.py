@@ -1,6 +1,5 @@
 """Config-driven one-shot pruning: groups over defaults, globs, clear errors."""
 import pytest
-import torch
 
 from workbench.pruning.patterns import PatternFitError, PatternSet, candidate_patterns
 from workbench.pruning.schemes import Irregular

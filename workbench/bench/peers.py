@@ -83,14 +83,14 @@ def rel_error(y: np.ndarray, ref: np.ndarray) -> float:
 
 def build_module(spec: dict[str, Any]) -> nn.Module:
     """An untrained module from a JSON spec: {"zoo": {"name", "num_classes", "input_size"}} (the
-    model zoo; with "prefix": k, its first k blocks, blocks_bench.prefix) or {"sequential":
+    model zoo; with "prefix": k, its first k blocks, model_blocks.prefix) or {"sequential":
     [[torch.nn class name, kwargs], ...]}."""
     if "zoo" in spec:
         from workbench.models import build_model
         z = spec["zoo"]
         model = build_model(z["name"], int(z["num_classes"]), int(z["input_size"]))
         if "prefix" in spec:
-            from workbench.bench.blocks_bench import prefix
+            from workbench.bench.model_blocks import prefix
             return prefix(model, int(spec["prefix"]))
         return model
     if "sequential" in spec:
@@ -640,7 +640,7 @@ class Ours(Peer):
         return {"trials": self.trials, "log": None if self.log is None else str(self.log)}
 
     def version(self) -> str:
-        from workbench.codegen.build import c_compiler
+        from workbench.codegen.host.build import c_compiler
         from workbench.provenance import git_hash
         cc = subprocess.run([c_compiler(), "--version"], capture_output=True,
                             text=True).stdout.splitlines()[0]
@@ -648,8 +648,8 @@ class Ours(Peer):
 
     def build(self, subject: Subject, threads: int) -> Runner:
         from workbench.codegen.frontend_torch import from_torch
-        from workbench.codegen.runtime import compile as compile_network
-        from workbench.codegen.tune import TuningLog, tune_network
+        from workbench.codegen.host.tune import TuningLog, tune_network
+        from workbench.codegen.targets import compile as compile_network
         log = TuningLog(Path(self.log)) if self.log else TuningLog.default()
         lr = tune_network(from_torch(subject.model, tuple(subject.x.shape[1:])), "c",
                           self.trials, log, threads=threads)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from torch import nn
 from torchvision import models as tvm
 
-from workbench.models import cifar
+import workbench.models.cifar as cifar
 from workbench.models.resnet_cifar import resnet20_cifar, resnet56_cifar
 from workbench.models.small_cnn import SmallCNN
 
