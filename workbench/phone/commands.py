@@ -4,7 +4,7 @@
     run BUNDLE [--reps --threads --serial]
                                 run a bundle folder (compile(..., target="arm64")) on a phone
                                 on a random input; prints its JSON times
-    bench [--model --serial --out]
+    bench [--model --input-size --reps --serial --out]
                                 the dense and the pattern-pruned build of one model, 1 and 4
                                 threads, medians after warm-up, on the phone; writes
                                 results/phone/ with the phone's description
@@ -61,7 +61,8 @@ def bench(device: Any, model_name: str, out_dir: Path, reps: int = 20,
         r["speedup_vs_dense"] = base[r["threads"]] / r["median_ms"]
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"phone": info.describe(), "git": git_hash(),
-            "command": "python -m workbench phone bench --model " + model_name,
+            "command": (f"python -m workbench phone bench --model {model_name} "
+                        f"--input-size {input_size} --reps {reps}"),
             "note": ("EMULATED: times of qemu on the host, not of a phone" if info.emulated
                      else "medians after one warm-up run, pinned to the big cores")}
     tmp = out_dir / "bench.json.tmp"
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--threads", type=int, default=1)
     b = sub.add_parser("bench", help="dense vs pruned build of a model on a phone")
     b.add_argument("--model", default="vgg16")
+    b.add_argument("--input-size", type=int, default=32,
+                   help="square input side (32: the CIFAR form of the model, 224: ImageNet's)")
     b.add_argument("--reps", type=int, default=20)
     b.add_argument("--out", default=None, help="output folder (default results/phone)")
     args = p.parse_args(argv)
@@ -113,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         if describe(device).emulated and args.out is None:
             raise PhoneError("this device is emulated: its times are not a phone's, so they "
                              "never go to results/phone; pass --out to write them elsewhere")
-        for row in bench(device, args.model, Path(args.out or "results/phone"), args.reps):
+        for row in bench(device, args.model, Path(args.out or "results/phone"), args.reps,
+                         args.input_size):
             print(json.dumps(row))
         return 0
     except PhoneError as e:
