@@ -66,6 +66,19 @@ def test_csr_replaces_only_sparse_convs(tmp_path) -> None:
         np.testing.assert_allclose(model(x).numpy(), dense(x).numpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_csr_runs_pruned_linears_too() -> None:
+    torch.manual_seed(0)
+    model = prune_model(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Flatten(),
+                                      nn.Linear(8 * 16, 64), nn.ReLU(), nn.Linear(64, 10)).eval())
+    assert float((model[2].weight != 0).float().mean()) == pytest.approx(0.125)
+    assert bool((model[4].weight != 0).all())          # the class layer stays dense
+    csr, _ = csr_model(model)
+    assert type(csr[2]).__name__ == "CSRLinear" and isinstance(csr[4], nn.Linear)
+    x = torch.randn(3, 3, 4, 4)
+    with torch.no_grad():
+        np.testing.assert_allclose(csr(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_missing_peer_is_reported(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("WORKBENCH_DEEPSPARSE_PYTHON", str(tmp_path / "nope" / "python"))
     row = measure_peer(DeepSparse(), Subject(_tiny(), torch.randn(1, 3, 8, 8), tmp_path), 1,

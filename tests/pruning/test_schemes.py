@@ -109,3 +109,56 @@ def test_rates_come_out_exact_on_real_shapes():
     for name in ("irregular", "filter", "channel", "column", "connectivity", "pattern_connectivity"):
         m = make_scheme(name, rate=8, patterns=ps).mask(w)
         assert w.numel() / m.sum().item() == pytest.approx(8, rel=0.01), name
+
+
+def _block_ids(shape, rows, cols):
+    """Block id per entry of an (O, I) weight in rows x cols blocks (partial at the edges)."""
+    r, c = np.indices(shape)
+    return (r // rows) * (-(-shape[1] // cols)) + c // cols
+
+
+@settings(max_examples=40, deadline=None)
+@given(w=arrays(np.float32, st.tuples(st.integers(1, 7), st.integers(1, 9)), elements=FLOATS),
+       rows=st.integers(1, 4), cols=st.integers(1, 4),
+       keep=st.sampled_from([0.1, 0.3, 0.5, 1.0]))
+def test_block_projection_is_exact_over_partial_edge_blocks(w, rows, cols, keep):
+    from workbench.pruning.schemes import Block
+    z, m = Block(keep, rows, cols).project(w)
+    ids = _block_ids(w.shape, rows, cols)
+    groups = np.unique(ids)
+    norms = {g: float((w.astype(np.float64)[ids == g] ** 2).sum()) for g in groups}
+    k = num_kept(keep, len(groups))
+    total = sum(norms.values())
+    best = min(total - sum(norms[g] for g in c) for c in itertools.combinations(groups, k))
+    np.testing.assert_array_equal(z, w * m)
+    assert float(((w.astype(np.float64) - z) ** 2).sum()) == pytest.approx(best, rel=1e-5, abs=1e-5)
+    kept = np.unique(ids[m])
+    assert all(m[ids == g].all() for g in kept) and len(kept) <= k
+
+
+def test_block_takes_fc_and_1x1_conv_weights_only():
+    from workbench.pruning.schemes import Block
+    w = torch.randn(32, 8, 1, 1)
+    m = Block(0.25, 16, 2).mask(w)
+    assert m.shape == w.shape and m.sum() == 0.25 * w.numel()
+    assert make_scheme("block", rate=8) == Block(keep=0.125)
+    with pytest.raises(ValueError, match="FC .* or 1x1 conv"):
+        Block(0.5).mask(torch.ones(4, 4, 3, 3))
+    with pytest.raises(ValueError, match="block shape must be positive"):
+        Block(0.5, 0, 1).mask(torch.ones(4, 4))
+
+
+def test_linear_config_prunes_every_fc_but_the_last():
+    from workbench.pruning import Sparsifier, linear_config
+    model = torch.nn.Sequential(torch.nn.Linear(40, 64), torch.nn.ReLU(), torch.nn.Linear(64, 32),
+                                torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    config = linear_config(model, "block", rate=8.0)
+    assert [g["tensor"] for g in config] == ["0.weight", "2.weight"]
+    Sparsifier(config).prepare(model).step()
+    for i in (0, 2):
+        w = model[i].weight.detach()
+        assert w.numel() / (w != 0).sum().item() == pytest.approx(8, rel=0.05)
+        blocks = (w != 0).reshape(-1, 16, w.shape[1])       # 16-row blocks: all or nothing
+        assert torch.equal(blocks.all(1), blocks.any(1))
+    assert (model[4].weight != 0).all()
+    assert len(linear_config(model, "irregular", 4.0, dense_last=False)) == 3

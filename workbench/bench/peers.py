@@ -592,9 +592,24 @@ class CSRConv2d(nn.Module):
         return torch.stack(ys).reshape(n, -1, ho, wo)
 
 
+class CSRLinear(nn.Module):
+    """A linear layer as a CSR sparse matmul (torch.sparse, MKL): x (N, C) -> (N, O)."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        with warnings.catch_warnings():   # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore")
+            self.w = linear.weight.detach().to_sparse_csr()
+        self.bias = None if linear.bias is None else linear.bias.detach()[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.w @ x.T
+        return (y if self.bias is None else y + self.bias).T
+
+
 def csr_model(model: nn.Module, max_density: float = 0.5) -> tuple[nn.Module, int]:
-    """A copy of model whose dense-group convs with at most max_density nonzero weights run as
-    CSRConv2d; returns (model, number of convs replaced)."""
+    """A copy of model whose dense-group convs and linears with at most max_density nonzero
+    weights run as CSRConv2d / CSRLinear; returns (model, number of convs replaced)."""
     import copy
     out = copy.deepcopy(model)
     count = 0
@@ -604,6 +619,9 @@ def csr_model(model: nn.Module, max_density: float = 0.5) -> tuple[nn.Module, in
                     float((child.weight != 0).float().mean()) <= max_density:
                 setattr(m, child_name, CSRConv2d(child))
                 count += 1
+            elif isinstance(child, nn.Linear) and \
+                    float((child.weight != 0).float().mean()) <= max_density:
+                setattr(m, child_name, CSRLinear(child))
     return out, count
 
 

@@ -118,7 +118,8 @@ def model_pair(name: str, size: int) -> tuple[nn.Module, nn.Module, str, dict[st
         return dense, trained[0], trained[1] + "; dense: random weights", \
             {"dense": spec, "pruned": trained[2]}
     return dense, prune_model(copy.deepcopy(dense)).eval(), \
-        "random weights projected PatDNN-style (8 patterns, 30% of 3x3 kernels kept)", \
+        "random weights projected PatDNN-style (8 patterns, 30% of 3x3 kernels kept; linear " \
+        "layers but the last: 1/8 kept in 16-row blocks)", \
         {"dense": spec, "pruned": spec}
 
 

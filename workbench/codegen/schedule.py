@@ -11,7 +11,7 @@ from typing import Any
 
 PARALLEL_AXES = ("rows", "filters")
 LOOP_ORDERS = ("filter_cols", "cols_filter")
-KERNELS = ("pattern", "taps", "depthwise", "direct", "gemm", "pblock")
+KERNELS = ("pattern", "taps", "depthwise", "direct", "gemm", "pblock", "dense", "rowblock", "csr")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class Schedule:
     conv is the older in-place block-sparse GEMM (c.pointwise.render_pointwise); "pblock" = the
     pattern kernel's per-pattern bodies (tile_h, tile_w, lre) inside input-channel blocks of
     cblock, every filter in turn per block, as the taps kernel (c.pblock).
+    Linear layers: "dense", "rowblock" (tile_o rows per block) or "csr" force that weight
+    format (linear_storage); any other kernel lets the compiler pick the smallest.
     pack ("gemm"): 1 = each job copies its pixels of every input channel into packed panels,
     0 = the register tiles read the input in place where it is plain and vector-aligned
     (c.gemm.gemm_can_read_in_place; elsewhere the kernel packs as for 1).

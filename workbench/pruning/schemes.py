@@ -10,6 +10,8 @@ is dropped costs its squared norm) and the projection is "top-k groups by norm":
     column         W[:, i, y, x]   (a GEMM column: the same tap of the same input channel in
                                     every filter)          keep a fraction of the columns
     connectivity   W[o, i]         (one kernel)           keep a fraction of the kernels
+    block          W[o:o+r, i:i+c] (FC, or 1x1 conv: r rows by c input features)
+                                                           keep a fraction of the blocks
     pattern, pattern_connectivity  see PatternSet in patterns.py (also a Scheme)
 
 A Scheme is a frozen value: no state, no hooks, the same object serves one-shot pruning, the
@@ -119,12 +121,46 @@ class Connectivity(_GroupScheme):
         return tuple(range(2, ndim))
 
 
+@dataclass(frozen=True)
+class Block:
+    """Block pruning of an FC weight (O, I) (or a 1x1 conv's (O, I, 1, 1)): keep the `keep`
+    fraction of its rows x cols blocks of largest norm (edge blocks are partial). With rows a
+    multiple of the vector width the compiler stores the kept blocks with no zeros
+    (linear_storage's rowblock format) and its GEMV streams only them."""
+    keep: float
+    rows: int = 16
+    cols: int = 1
+    name: ClassVar[str] = "block"
+
+    def mask(self, w: Weight) -> Weight:
+        t, numpy = _as_tensor(w)
+        if not (t.ndim == 2 or (t.ndim == 4 and tuple(t.shape[2:]) == (1, 1))):
+            raise ValueError(f"block pruning applies to FC (O, I) or 1x1 conv (O, I, 1, 1) "
+                             f"weights, got shape {tuple(t.shape)}")
+        if self.rows < 1 or self.cols < 1:
+            raise ValueError(f"block shape must be positive, got {self.rows}x{self.cols}")
+        m2 = t.reshape(t.shape[0], t.shape[1]).float().square()
+        o, i = m2.shape
+        bo, bi = -(-o // self.rows), -(-i // self.cols)
+        padded = torch.zeros(bo * self.rows, bi * self.cols, dtype=m2.dtype, device=m2.device)
+        padded[:o, :i] = m2
+        scores = padded.reshape(bo, self.rows, bi, self.cols).sum(dim=(1, 3))
+        keep = top_k_mask(scores.flatten(), num_kept(self.keep, scores.numel())).reshape(bo, bi)
+        full = keep.repeat_interleave(self.rows, 0).repeat_interleave(self.cols, 1)[:o, :i]
+        return _back(full.reshape(t.shape).contiguous(), numpy)
+
+    def project(self, w: Weight) -> tuple[Weight, Weight]:
+        t, numpy = _as_tensor(w)
+        m = self.mask(t)
+        return _back(t * m, numpy), _back(m, numpy)
+
+
 Kernel = Connectivity  # the report calls removing kernels both "kernel" and "connectivity" pruning
 
 SCHEMES: tuple[str, ...] = ("irregular", "filter", "channel", "column", "connectivity",
-                            "pattern", "pattern_connectivity")
+                            "block", "pattern", "pattern_connectivity")
 _GROUP = {"irregular": Irregular, "filter": Filter, "channel": Channel, "column": Column,
-          "connectivity": Connectivity, "kernel": Connectivity}
+          "connectivity": Connectivity, "kernel": Connectivity, "block": Block}
 
 
 def pattern_connectivity(patterns: PatternSet, keep_kernels: float) -> PatternSet:
@@ -136,7 +172,8 @@ def make_scheme(name: str, rate: float | None = None, keep: float | None = None,
                 patterns: PatternSet | None = None) -> Scheme:
     """A scheme by name, sized by `rate` (weights before / after, e.g. 8.0) or by `keep` fraction.
 
-    For group schemes keep = 1 / rate. "pattern" keeps every kernel, so its rate is fixed by the
+    For group schemes keep = 1 / rate ("block": blocks of 16 rows by 1 input feature; make
+    Block(keep, rows, cols) for another shape). "pattern" keeps every kernel, so its rate is fixed by the
     pattern size (kh*kw / entries; a different rate is an error). "pattern_connectivity" keeps the
     kernel fraction that makes the layer `rate` times smaller (keep is then the kernel fraction).
     """

@@ -12,7 +12,8 @@ BaseSparsifier:
 Groups are merged over `defaults` ({**defaults, **group}); a later group naming an already matched
 tensor overrides it. `conv_config(model)` makes one group per 3x3 convolution, which is the usual
 PCONV config, and `rate_config(model, scheme, rate)` sizes every 3x3 conv so that all of them
-together shrink `rate` times (keeping the first one dense by default). One-shot pruning is
+together shrink `rate` times (keeping the first one dense by default); `linear_config` does the
+fully connected layers (block or irregular; PatDNN's VGG-16 prunes its classifier too). One-shot pruning is
 `Sparsifier(config).prepare(model).step()`: it projects each
 tensor in place and returns the masks; `prune_model` does exactly that. ADMM (admm.py) is the
 same class with another step(). Masked retraining is in masks.py.
@@ -36,6 +37,19 @@ def conv_config(model: nn.Module, kernel: tuple[int, int] = (3, 3), **group: Any
     """One group {"tensor": name, **group} per Conv2d weight of `model` with that kernel size."""
     return [{"tensor": f"{name}.weight", **group} for name, m in model.named_modules()
             if isinstance(m, nn.Conv2d) and tuple(m.kernel_size) == tuple(kernel)]
+
+
+def linear_config(model: nn.Module, scheme: str | Scheme = "block", rate: float = 8.0,
+                  dense_last: bool = True) -> list[Group]:
+    """One group per nn.Linear weight of model, each `rate` times fewer weights by `scheme`
+    ("block": 16-row blocks, "irregular", or a Scheme such as Block(keep, rows, cols)); with
+    dense_last the last one (the class scores: few weights) stays dense."""
+    names = [f"{name}.weight" for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if dense_last:
+        names = names[:-1]
+    if isinstance(scheme, str):
+        return [{"tensor": n, "scheme": scheme, "rate": float(rate)} for n in names]
+    return [{"tensor": n, "scheme": scheme} for n in names]
 
 
 def rate_config(model: nn.Module, scheme: str, rate: float, patterns: PatternSet | None = None,

@@ -176,3 +176,17 @@ def test_nan_and_inf_land_where_pytorch_puts_them_on_arm64(act: type,
     assert int(ref.isnan().sum()) > 0
     assert torch.equal(y.isnan(), ref.isnan()) and torch.equal(y.isinf(), ref.isinf())
     assert torch.allclose(y.nan_to_num(), ref.nan_to_num(), atol=1e-5)
+
+
+@pytest.mark.parametrize("scheme,format_", [("block", "rowblock format"), ("irregular", "csr format")])
+def test_pruned_classifiers_run_in_their_sparse_format_under_qemu(
+        scheme: str, format_: str, tmp_path: Path) -> None:
+    from ..c.test_linear import _classifier
+    model = _classifier(scheme)
+    prog = export_plan(model, (3, 4, 4), batch=2)
+    headers = [src.splitlines()[0] for sym, src in prog.kernels if sym == "wb_linear"]
+    assert [format_ in h for h in headers] == [True, True, False]    # the head stays dense
+    assert "dense format" in headers[2]
+    bundle = build_bundle(model, tmp_path, (3, 4, 4), batch=2)
+    x = torch.randn(2, 3, 4, 4)
+    assert rel_err(bundle(x).numpy(), model(x).detach().numpy()) < 1e-4

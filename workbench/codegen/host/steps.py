@@ -21,12 +21,12 @@ from workbench.codegen.c.elementwise import (render_add, render_global_avgpool, 
     render_relayout)
 from workbench.codegen.c.fused import (channel_group, fused_geometry, pack_fused_weights,
     pack_projection_weights, render_depthwise_project, render_expand_depthwise)
-from workbench.codegen.c.linear import render_linear
 from workbench.codegen.host.build import build_c, build_numba
 from workbench.codegen.host.driver import Call
 from workbench.codegen.host.fusion import fused_depthwise, is_fused_expansion, is_fused_projection
 from workbench.codegen.host.kernel import CompiledLayer
 from workbench.codegen.host.layouts import _accepts, _preferred
+from workbench.codegen.host.linear import LinearKernel
 from workbench.codegen.host.parallel import default_threads, run_jobs
 from workbench.codegen.host.render_numba import render_numba
 from workbench.codegen.ir import Layout, conv_ir, is_pointwise_layer
@@ -157,29 +157,7 @@ class StepBuilder:
             ins.record(st, self.layouts)
             return st
         if op == "linear":
-            cin, cout = int(a["in_features"]), int(a["out_features"])
-            fn = build_c(render_linear(cin, cout, a["act"], self.vector, sched)).wb_linear
-            fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_int]
-            wt = np.ascontiguousarray(layer.params["weight"], np.float32)
-            b = np.ascontiguousarray(layer.params.get("bias", np.zeros(cout, np.float32)),
-                                     np.float32)
-            src_v = layer.inputs[0]
-
-            def linear(bufs: dict[str, np.ndarray], n: int) -> None:
-                x = np.ascontiguousarray(self.view(bufs, src_v, n))
-                y = bufs[layer.name]
-                fn(x.ctypes.data, y.ctypes.data, wt.ctypes.data, b.ctypes.data, n,
-                   sched.threads or default_threads())
-
-            def bind_linear(bufs: dict[str, np.ndarray], n: int) -> list[Call]:
-                return [(fn, (bufs[src_v].ctypes.data, bufs[layer.name].ctypes.data,
-                              wt.ctypes.data, b.ctypes.data, n,
-                              sched.threads or default_threads()))]
-            # the kernel reads x as (N, cin) rows: bound (run by the driver) where the input
-            # buffer is exactly that (a flattened or 1-D value), else copied per call
-            flat_in = len(self.shapes[src_v]) == 1 and self.layouts[src_v].image == cin
-            return CStep(layer, linear, "generated", cin * cout,
-                         bind=bind_linear if flat_in else None)
+            return self._linear_step(layer, sched)
         if op == "maxpool2d" and self._one_phase(layer.inputs[0], layer.name):
             lays = [self.layouts[v] for v in (layer.inputs[0], layer.name)]
             return self._elementwise_step(layer, render_maxpool(layer, *lays), "wb_maxpool")
@@ -357,6 +335,26 @@ class StepBuilder:
             raise LRError(f"value {v!r} is held in stride phases ({self.layouts[v]}); only "
                           f"one-phase values are copied into another layout")
         return _copier(self.layouts[v], to)
+
+    def _linear_step(self, layer: Layer, sched: Schedule) -> CStep:
+        """A linear layer as a generated GEMV over its weight in the format with the fewest
+        bytes (linear_storage.linear_format), or the one sched.kernel names."""
+        a = layer.attrs
+        cin = int(a["in_features"])
+        # sched.threads 0 stays 0: default_threads() is read per call, as for every step
+        kern = LinearKernel(layer.params["weight"], layer.params.get("bias"), a["act"],
+                            self.vector, sched)
+        src_v = layer.inputs[0]
+
+        def linear(bufs: dict[str, np.ndarray], n: int) -> None:
+            kern(self.view(bufs, src_v, n).reshape(n, cin), bufs[layer.name])
+
+        def bind(bufs: dict[str, np.ndarray], n: int) -> list[Call]:
+            return [(kern.fn, kern.args(bufs[src_v].ctypes.data, bufs[layer.name].ctypes.data, n))]
+        # the kernel reads x as (N, cin) rows: bound (run by the driver) where the input
+        # buffer is exactly that (a flattened or 1-D value), else copied per call
+        flat_in = len(self.shapes[src_v]) == 1 and self.layouts[src_v].image == cin
+        return CStep(layer, linear, "generated", kern.kept, bind=bind if flat_in else None)
 
     def _elementwise_step(self, layer: Layer, source: str, symbol: str) -> CStep:
         """A step running a render_elementwise kernel `symbol(in..., out, n, threads)` on the
