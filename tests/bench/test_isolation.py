@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,3 +153,22 @@ def test_rounds_restart_each_peer_and_skip_the_skipped(monkeypatch, tmp_path) ->
         assert got[i, "deepsparse"]["round_ms"] == "nan"       # not started again in round 2
     assert sum("round 2/2 torch_eager" in s for s in said) == 2
     assert not any("round 2/2 deepsparse" in s for s in said)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_peak_rss_counts_this_process_and_its_live_workers() -> None:
+    import sys
+    import time
+
+    from workbench.bench.isolation import peak_rss_mb
+    before = peak_rss_mb()
+    worker = subprocess.Popen([sys.executable, "-c", "import sys, time; b = bytearray(200_000_000);"
+                               " b[::4096] = b'x' * len(b[::4096]); print(1, flush=True);"
+                               " time.sleep(30)"], stdout=subprocess.PIPE)
+    try:
+        worker.stdout.readline()               # its 200 MB are resident
+        time.sleep(0.1)
+        assert peak_rss_mb() > before + 150
+    finally:
+        worker.kill()
+        worker.wait()

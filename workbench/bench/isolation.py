@@ -13,7 +13,10 @@ inside `pinning.affinity(threads)`, so the child is confined to its cores before
 anything (OMP_NUM_THREADS is set in its environment too), and waits for it. The child rebuilds
 the peer (`peers.peer_by_name`) and each subject (`Subject.load`: JSON + npz + npy), builds the
 runner inside `pinned(threads)`, runs it once for the output and times it; it writes one
-`<i>.json` (times, version, note) and `<i>.npy` (output) per subject as it goes, atomically.
+`<i>.json` (times, version, note, peak RSS) and `<i>.npy` (output) per subject as it goes,
+atomically. The peak RSS is the process's (and its live workers') after timing: it counts the
+process's own Python and torch too, as every runtime's does, and with several subjects in one
+process it is the peak up to each.
 Nothing crosses the boundary as pickle. The parent checks each output against PyTorch eager,
 so the child never runs torch unless the peer does. A child that crashes or hangs costs only
 its own rows, which name the peer and say what happened (exit status, the end of its log).
@@ -66,7 +69,7 @@ def run_peer(peer: "Peer", subject: "Subject", threads: int, budget: float, min_
         y = np.ascontiguousarray(runner(x), dtype=np.float32)
         t = timed(runner, x, budget, min_reps, max_reps)
         row.update(ms=t.median * 1e3, p10_ms=t.p10 * 1e3, p90_ms=t.p90 * 1e3, reps=t.repeats,
-                   version=runner.version)
+                   version=runner.version, peak_rss_mb=peak_rss_mb())   # worker still alive
     except PeerUnavailable as e:
         row["note"] = f"skipped: {e}"
     except Exception as e:  # a peer that fails on a model is reported, never dropped
@@ -75,6 +78,33 @@ def run_peer(peer: "Peer", subject: "Subject", threads: int, budget: float, min_
         if runner is not None:
             runner.close()
     return row, y
+
+
+def _vm_hwm_kb(pid: str) -> int:
+    """VmHWM (peak resident set, KB) of a live process, 0 if unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory, MB, of this process plus its live children (a peer's own worker
+    process, e.g. DeepSparse's): /proc's VmHWM, which starts afresh at exec, where getrusage's
+    ru_maxrss would carry the forking parent's size over; NaN without /proc."""
+    me = _vm_hwm_kb("self")
+    if me == 0:
+        return float("nan")
+    kids: set[str] = set()
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            kids.update((task / "children").read_text().split())
+        except OSError:
+            pass
+    return (me + sum(_vm_hwm_kb(k) for k in kids)) / 1024
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -83,12 +83,17 @@ def rel_error(y: np.ndarray, ref: np.ndarray) -> float:
 
 def build_module(spec: dict[str, Any]) -> nn.Module:
     """An untrained module from a JSON spec: {"zoo": {"name", "num_classes", "input_size"}} (the
-    model zoo; with "prefix": k, its first k blocks, model_blocks.prefix) or {"sequential":
-    [[torch.nn class name, kwargs], ...]}."""
+    model zoo; with "prefix": k, its first k blocks, model_blocks.prefix; with "part":
+    "features", its `features` alone: VGG's conv stack) or {"sequential": [[torch.nn class
+    name, kwargs], ...]}."""
     if "zoo" in spec:
         from workbench.models import build_model
         z = spec["zoo"]
         model = build_model(z["name"], int(z["num_classes"]), int(z["input_size"]))
+        if spec.get("part") == "features":
+            return model.features.eval()
+        if "part" in spec:
+            raise ValueError(f"unknown model part {spec['part']!r} (only 'features')")
         if "prefix" in spec:
             from workbench.bench.model_blocks import prefix
             return prefix(model, int(spec["prefix"]))
