@@ -79,3 +79,14 @@ def test_pack_blocked_regroups_by_block_then_pattern(o: int, c: int, keep: float
                 out[f, ch, kp.patterns[p]] = vals[j]
     np.testing.assert_array_equal(out.reshape(w.shape), w)
     assert pb.num_kernels == kp.kept_kernels and pb.wts.size == kp.kept_weights
+
+
+def test_the_gemm_blocks_skip_channels_a_pointwise_pruned_group_dropped() -> None:
+    from workbench.codegen.storage import pack_block_sparse
+    from workbench.pruning.schemes import Block
+    w = Block(0.5, 16, 1).project(np.random.default_rng(0).standard_normal((64, 96, 1, 1)))[0]
+    kept = (w[:, :, 0, 0] != 0).reshape(4, 16, 96).any(1).sum(1)   # channels each group kept
+    assert kept.sum() == 4 * 48
+    for tile_o in (4, 8, 16):   # a tile inside a 16-filter group visits only the group's channels
+        bs = pack_block_sparse(w[:, :, 0, 0].astype(np.float32), tile_o)
+        np.testing.assert_array_equal(np.diff(bs.cptr), np.repeat(kept, 16 // tile_o))

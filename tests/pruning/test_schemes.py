@@ -162,3 +162,17 @@ def test_linear_config_prunes_every_fc_but_the_last():
         assert torch.equal(blocks.all(1), blocks.any(1))
     assert (model[4].weight != 0).all()
     assert len(linear_config(model, "irregular", 4.0, dense_last=False)) == 3
+
+
+def test_pointwise_config_drops_channels_for_whole_filter_groups():
+    from workbench.pruning import Sparsifier, pointwise_config
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(8, 32, 1), torch.nn.Conv2d(32, 32, 3),
+                                torch.nn.Conv2d(32, 64, 1), torch.nn.Conv2d(64, 64, 1, groups=64))
+    config = pointwise_config(model, rate=2.0)
+    assert [g["tensor"] for g in config] == ["0.weight", "2.weight"]   # dense 1x1s only
+    Sparsifier(config).prepare(model).step()
+    for i in (0, 2):
+        used = (model[i].weight[:, :, 0, 0] != 0).reshape(-1, 16, model[i].weight.shape[1])
+        assert torch.equal(used.all(1), used.any(1))      # a channel: all 16 filters or none
+        assert used.any(1).float().mean() == 0.5

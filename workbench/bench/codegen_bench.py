@@ -5,7 +5,9 @@ Every timing is a median after warm-up, taken with the process pinned to as many
 threads (workbench.bench.pinning), ours and the peer in the same run. Weights are random,
 projected PatDNN-style (8 four-tap patterns with the centre kept, then the strongest 30% of
 kernels of each 3x3 layer kept: 13.3% of 3x3 weights), since no trained weights are used;
-linear layers but the last keep 1/8 of their weights in 16-row blocks (VGG-16's classifier).
+dense 1x1 convs keep half their input channels per group of 16 filters (ResNet-50's
+bottlenecks; not in models with depthwise convs), linear layers but the last 1/8 of their weights in 16-row blocks (VGG-16's
+classifier).
 
     python -m workbench.bench.codegen_bench [--quick] [--out results/codegen]
 """
@@ -59,18 +61,29 @@ def project_patdnn(w: np.ndarray, keep: float = 0.3) -> np.ndarray:
     return out.reshape(w.shape).astype(np.float32)
 
 
-def prune_model(model: nn.Module, keep: float = 0.3, linear_keep: float = 0.125) -> nn.Module:
-    """Every dense 3x3 conv (groups 1) of model projected PatDNN-style, and every linear layer
-    but the last (the class scores) to linear_keep of its weights in 16-row blocks
-    (pruning.schemes.Block; VGG-16's classifier, as PatDNN prunes it), in place."""
+def prune_model(model: nn.Module, keep: float = 0.3, linear_keep: float = 0.125,
+                pointwise_keep: float = 0.5) -> nn.Module:
+    """Every dense 3x3 conv (groups 1) of model projected PatDNN-style; every dense 1x1 conv to
+    pointwise_keep of its input channels per group of 16 filters (pruning.pointwise_config:
+    ResNet-50's bottlenecks); every linear layer but the last (the class scores) to
+    linear_keep of its weights in 16-row blocks (VGG-16's classifier, as PatDNN prunes it).
+    In place; keep 1.0 leaves a kind of layer dense. A model with depthwise convs keeps its
+    1x1s dense: MobileNet-V2's run in the fused expansion / projection kernels, which do not
+    skip pruned channels, so pruning them would cost accuracy and buy no time."""
     from workbench.pruning.schemes import Block
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)][:-1]
+    if any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules()):
+        pointwise_keep = 1.0
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.groups == 1:
                 m.weight.copy_(torch.from_numpy(project_patdnn(m.weight.numpy(), keep)))
+            elif isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1 and \
+                    pointwise_keep < 1.0:
+                m.weight.copy_(Block(pointwise_keep, 16, 1).project(m.weight)[0])
         for m in linears:
-            m.weight.copy_(Block(linear_keep, 16, 1).project(m.weight)[0])
+            if linear_keep < 1.0:
+                m.weight.copy_(Block(linear_keep, 16, 1).project(m.weight)[0])
     return model
 
 
@@ -323,8 +336,9 @@ def run(quick: bool = False, out_dir: Path | str = "results/codegen") -> dict[st
     tables["end_to_end"] = [r for t in (1, 2) for r in end_to_end(models, t, trials, log)]
     config = {"quick": quick, "trials": trials, "fma_peak_gflops_per_core": peak,
               "machine": machine_info(), "pruning": "random weights projected PatDNN-style: "
-              "8 patterns of 4 taps + 30% of 3x3 kernels kept (13.3% of 3x3 weights); linear "
-              "layers but the last: 1/8 of the weights kept in 16-row blocks"}
+              "8 patterns of 4 taps + 30% of 3x3 kernels kept (13.3% of 3x3 weights); 1x1 convs: "
+              "half the input channels per 16 filters; linear layers but the last: 1/8 of "
+              "the weights kept in 16-row blocks"}
     cmd = f"python -m workbench.bench.codegen_bench {'--quick ' if quick else ''}--out {out_dir}"
     prov = provenance(cmd, config)
     for name, rows in tables.items():

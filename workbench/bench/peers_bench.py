@@ -4,7 +4,8 @@ In one run: VGG-16, ResNet-50 and MobileNet-V2 at 224 and at CIFAR shape (32), a
 conv stack (`features`: its convs and pools, no classifier) as a model of its own, batch 1, at
 1 and 2 threads (the process pinned to as many cores), every peer of workbench.bench.peers on
 the dense and on the PatDNN-pruned weights (8 four-tap patterns + connectivity on the 3x3
-convs, the classifier's hidden layers in 16-row blocks: trained ADMM weights from
+convs, the 1x1 convs in groups of 16 filters, the classifier's hidden layers in 16-row
+blocks: trained ADMM weights from
 results/pruning/models/ where they exist, random weights projected with
 codegen_bench.prune_model otherwise; the tables say which), each output checked against
 PyTorch eager; then VGG-16-224's 3x3 convs (each conv + ReLU as its own tiny model) on the
@@ -130,8 +131,9 @@ def model_pair(name: str, size: int) -> tuple[nn.Module, nn.Module, str, dict[st
         return dense, trained[0], trained[1] + "; dense: random weights", \
             {"dense": spec, "pruned": trained[2]}
     return dense, prune_model(copy.deepcopy(dense)).eval(), \
-        "random weights projected PatDNN-style (8 patterns, 30% of 3x3 kernels kept; linear " \
-        "layers but the last: 1/8 kept in 16-row blocks)", \
+        "random weights projected PatDNN-style (8 patterns, 30% of 3x3 kernels kept; 1x1 " \
+        "convs: half the input channels per 16 filters; linear layers but the last: 1/8 " \
+        "kept in 16-row blocks)", \
         {"dense": spec, "pruned": spec}
 
 

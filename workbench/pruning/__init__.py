@@ -5,7 +5,8 @@
     schemes.py     Irregular, Filter, Channel, Column, Connectivity, Block; make_scheme by name
                    and rate
     sparsifier.py  config of per-layer groups over defaults; Sparsifier.prepare/step/finalize,
-                   prune_model (one-shot), conv_config, rate_config, linear_config
+                   prune_model (one-shot), conv_config, rate_config, linear_config,
+                   pointwise_config
     masks.py       MaskedRetraining (train's after_step), mask statistics, save/load pruned models
     admm.py        ADMM (Z-step = the scheme's projection), residuals, rho schedule
     pipeline.py    ADMM and one-shot pruning with retraining, phase checkpoints, resume
@@ -19,8 +20,8 @@ from workbench.pruning.patterns import (PatternFitError, PatternSet, candidate_p
 from workbench.pruning.pipeline import PruneResult, admm_prune, oneshot_prune
 from workbench.pruning.schemes import (SCHEMES, Block, Channel, Column, Connectivity, Filter,
                                        Irregular, Kernel, Scheme, make_scheme, pattern_connectivity)
-from workbench.pruning.sparsifier import (Sparsifier, conv_config, linear_config, prune_model,
-                                          rate_config)
+from workbench.pruning.sparsifier import (Sparsifier, conv_config, linear_config,
+                                          pointwise_config, prune_model, rate_config)
 
 __all__ = [
     "MaskedRetraining", "apply_masks", "compression", "load_pruned", "load_pruned_model",
@@ -29,6 +30,7 @@ __all__ = [
     "select_patterns",
     "SCHEMES", "Block", "Channel", "Column", "Connectivity", "Filter", "Irregular", "Kernel", "Scheme",
     "make_scheme", "pattern_connectivity",
-    "Sparsifier", "conv_config", "linear_config", "prune_model", "rate_config",
+    "Sparsifier", "conv_config", "linear_config", "pointwise_config", "prune_model",
+    "rate_config",
     "ADMM", "plot_residuals", "PruneResult", "admm_prune", "oneshot_prune",
 ]

@@ -13,7 +13,8 @@ Groups are merged over `defaults` ({**defaults, **group}); a later group naming 
 tensor overrides it. `conv_config(model)` makes one group per 3x3 convolution, which is the usual
 PCONV config, and `rate_config(model, scheme, rate)` sizes every 3x3 conv so that all of them
 together shrink `rate` times (keeping the first one dense by default); `linear_config` does the
-fully connected layers (block or irregular; PatDNN's VGG-16 prunes its classifier too). One-shot pruning is
+fully connected layers (block or irregular; PatDNN's VGG-16 prunes its classifier too) and
+`pointwise_config` the 1x1 convs (connectivity in groups of filters the GEMM keeps together). One-shot pruning is
 `Sparsifier(config).prepare(model).step()`: it projects each
 tensor in place and returns the masks; `prune_model` does exactly that. ADMM (admm.py) is the
 same class with another step(). Masked retraining is in masks.py.
@@ -50,6 +51,18 @@ def linear_config(model: nn.Module, scheme: str | Scheme = "block", rate: float 
     if isinstance(scheme, str):
         return [{"tensor": n, "scheme": scheme, "rate": float(rate)} for n in names]
     return [{"tensor": n, "scheme": scheme} for n in names]
+
+
+def pointwise_config(model: nn.Module, rate: float = 2.0, rows: int = 16) -> list[Group]:
+    """One group per dense 1x1 conv weight of model: connectivity over input channels in
+    groups of `rows` filters (pruning.schemes.Block(1 / rate, rows, 1)), so that the 1x1 GEMM,
+    which computes `tile_o` filters at a time (4 or 8 divide 16), skips the channels a whole
+    group dropped and stays a blocked GEMM over the rest. ResNet-50's 1x1s are most of its
+    time once its 3x3s are pattern-pruned."""
+    from workbench.pruning.schemes import Block
+    scheme = Block(1.0 / float(rate), rows, 1)
+    return [{"tensor": f"{name}.weight", "scheme": scheme} for name, m in model.named_modules()
+            if isinstance(m, nn.Conv2d) and tuple(m.kernel_size) == (1, 1) and m.groups == 1]
 
 
 def rate_config(model: nn.Module, scheme: str, rate: float, patterns: PatternSet | None = None,
