@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -117,15 +117,16 @@ def _block_ids(shape, rows, cols):
     return (r // rows) * (-(-shape[1] // cols)) + c // cols
 
 
-@settings(max_examples=40, deadline=None)
-@given(w=arrays(np.float32, st.tuples(st.integers(1, 7), st.integers(1, 9)), elements=FLOATS),
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(w=arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 8)), elements=FLOATS),
        rows=st.integers(1, 4), cols=st.integers(1, 4),
        keep=st.sampled_from([0.1, 0.3, 0.5, 1.0]))
 def test_block_projection_is_exact_over_partial_edge_blocks(w, rows, cols, keep):
     from workbench.pruning.schemes import Block
-    z, m = Block(keep, rows, cols).project(w)
     ids = _block_ids(w.shape, rows, cols)
     groups = np.unique(ids)
+    assume(len(groups) <= 10)          # the brute force walks every choice of kept blocks
+    z, m = Block(keep, rows, cols).project(w)
     norms = {g: float((w.astype(np.float64)[ids == g] ** 2).sum()) for g in groups}
     k = num_kept(keep, len(groups))
     total = sum(norms.values())
