@@ -427,8 +427,8 @@ def targets(e2e_fig: list[dict[str, Any]], layers: list[dict[str, Any]],
                              "threads": threads, "ours_ms": f[0]["ours_pruned_ms"], "peer": peer,
                              "peer_ms": f[0][f"{peer}_ms"], "ratio": f[0]["ours_vs_fastest_dense"],
                              "required": req})
-            if f and f[0].get("ours_p90_over_p10", float("nan")) == f[0].get("ours_p90_over_p10"):
-                spread = f[0]["ours_p90_over_p10"]   # (NaN where ours did not run)
+            if f and not np.isnan(f[0]["ours_p90_over_p10"]):   # NaN where ours did not run
+                spread = f[0]["ours_p90_over_p10"]
                 rows.append({"target": f"{model} ours steady: p10 / p90 of its timing",
                              "threads": threads, "ours_ms": f[0]["ours_pruned_ms"], "peer": "",
                              "peer_ms": float("nan"), "ratio": 1.0 / spread,
