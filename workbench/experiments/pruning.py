@@ -47,6 +47,7 @@ from workbench.provenance import (REPO_ROOT, RESULTS, provenance, write_figure, 
 from workbench.pruning import (ADMM, PatternSet, Sparsifier, admm_prune, candidate_patterns,
                                coverage, oneshot_prune, pattern_frequency, plot_residuals,
                                rate_config, save_pruned, select_patterns)
+from workbench.pruning.sparsifier import linear_config, pointwise_config
 from workbench.pruning.masks import MaskedRetraining, load_pruned_model
 from workbench.train import TrainConfig, evaluate, load_checkpoint, train
 from workbench.weights import load_state, read_meta
@@ -174,25 +175,50 @@ def dense_patterns(dense: Dense, num_patterns: int, k: int = 4) -> PatternSet:
     return select_patterns(weights, num_patterns, candidate_patterns((3, 3), k, keep_centre=True))
 
 
+Extra = tuple[tuple[str, float], ...]  # (("linear", 8.0), ("pointwise", 2.0)): groups beyond 3x3s
+EXTRA_KINDS = ("linear", "pointwise")
+
+
+def extra_config(model: nn.Module, extra: Extra) -> list[dict[str, Any]]:
+    """Groups for the layers beyond the 3x3 convs: "linear" prunes every FC layer, the class
+    layer included (16-row blocks), "pointwise" every dense 1x1 conv (filter groups of 16)."""
+    config: list[dict[str, Any]] = []
+    for kind, rate in extra:
+        if kind == "linear":
+            groups = linear_config(model, "block", rate, dense_last=False)
+        elif kind == "pointwise":
+            groups = pointwise_config(model, rate)
+        else:
+            raise ValueError(f"extra group kind must be one of {EXTRA_KINDS}, got {kind!r}")
+        if not groups:
+            raise ValueError(f"{type(model).__name__} has no {kind} layers to prune")
+        config += groups
+    return config
+
+
 def _run_key(dense: Dense, method: str, scheme: str, rate: float, settings: Settings,
-             patterns: PatternSet | None) -> str:
+             patterns: PatternSet | None, extra: Extra = ()) -> str:
     spec = {"dense": dense.identity, "method": method, "scheme": scheme, "rate": rate,
             "settings": asdict(replace(settings, device="any")),
             "patterns": None if patterns is None else patterns.patterns}
+    if extra:  # only then, so runs of 3x3s alone keep the keys they were cached under
+        spec["extra"] = [list(e) for e in extra]
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{dense.name}-{method}-{scheme}-{rate:g}x-{digest}"
+    extras = "".join(f"-{kind}{r:g}x" for kind, r in extra)
+    return f"{dense.name}-{method}-{scheme}-{rate:g}x{extras}-{digest}"
 
 
 def run_pruning(dense: Dense, method: str, scheme: str, rate: float, settings: Settings,
                 patterns: PatternSet | None, out_dir: Path, work_dir: Path = WORK,
                 save_model: bool = False, progress: bool = True,
-                cached_only: bool = False) -> dict[str, Any]:
+                cached_only: bool = False, extra: Extra = ()) -> dict[str, Any]:
     """One pruning run (cached in out_dir/runs/<key>.json); returns its record.
 
     cached_only: raise FileNotFoundError instead of computing a missing run (assembling tables
-    on a machine without a GPU from runs made on one).
+    on a machine without a GPU from runs made on one). extra: groups pruned beside the 3x3
+    convs, trained in the same ADMM run (see extra_config).
     """
-    key = _run_key(dense, method, scheme, rate, settings, patterns)
+    key = _run_key(dense, method, scheme, rate, settings, patterns, extra)
     path = Path(out_dir) / "runs" / f"{key}.json"
     model_file = Path(out_dir) / "models" / f"{key}.npz"
     if path.exists() and (not save_model or model_file.exists()):
@@ -202,7 +228,7 @@ def run_pruning(dense: Dense, method: str, scheme: str, rate: float, settings: S
         raise FileNotFoundError(f"{missing} is missing and cached_only is set: run it first "
                                 f"({method} {scheme} {rate:g}x on {dense.name})")
     model = dense.fresh()
-    config = rate_config(model, scheme, rate, patterns)
+    config = rate_config(model, scheme, rate, patterns) + extra_config(model, extra)
     work = Path(work_dir) / key
     s, retrain = settings, settings.retrain
     if method == "admm":
@@ -221,7 +247,11 @@ def run_pruning(dense: Dense, method: str, scheme: str, rate: float, settings: S
     record = {"key": key, "model": dense.name, "dense": dense.identity, "method": method,
               "scheme": scheme, "rate": rate, "settings": asdict(s),
               "patterns": None if patterns is None else [list(p) for p in patterns.patterns],
-              "conv_compression": _conv_compression(model, result.masks), **result.record(),
+              "conv_compression": _conv_compression(model, result.masks),
+              **({"extra": [list(e) for e in extra],
+                  "extra_compression": _extra_compression(model, result.masks, extra)}
+                 if extra else {}),
+              **result.record(),
               "provenance": provenance(f"{MODULE} (run {key})", {"key": key})}
     if save_model:
         save_pruned(model_file, model.cpu(), result.masks, meta={
@@ -240,6 +270,19 @@ def _conv_compression(model: nn.Module, masks: dict[str, torch.Tensor]) -> float
             mask = masks.get(f"{name}.weight")
             kept += m.weight.numel() if mask is None else int(mask.sum())
     return total / kept
+
+
+def _extra_compression(model: nn.Module, masks: dict[str, torch.Tensor],
+                       extra: Extra) -> dict[str, float]:
+    """Per extra kind: its layers' weights before / after."""
+    params = dict(model.named_parameters())
+    out = {}
+    for kind, rate in extra:
+        names = [g["tensor"] for g in extra_config(model, ((kind, rate),))]
+        total = sum(params[n].numel() for n in names)
+        kept = sum(int(masks[n].sum()) if n in masks else params[n].numel() for n in names)
+        out[kind] = total / max(kept, 1)
+    return out
 
 
 def _models(quick: bool, models: tuple[str, ...] | None) -> tuple[str, ...]:
