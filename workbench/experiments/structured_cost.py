@@ -22,7 +22,7 @@ machine without a GPU from runs made on one. Command line:
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,9 @@ def structured_cost(quick: bool = False, out_dir: Path | None = None,
         parts += ["--dense", *dense.values()]
     parts += ["--rate", f"{rate:g}", "--linear-rate", f"{linear_rate:g}",
               "--pointwise-rate", f"{pointwise_rate:g}"]
+    base = QUICK if quick else FULL
+    if (s.admm_epochs, s.retrain_epochs) != (base.admm_epochs, base.retrain_epochs):
+        parts += ["--admm-epochs", str(s.admm_epochs), "--retrain-epochs", str(s.retrain_epochs)]
     prov = provenance(" ".join(parts), {"settings": asdict(s), "rate": rate,
                                         "linear_rate": linear_rate,
                                         "pointwise_rate": pointwise_rate})
@@ -119,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output folder (default results/pruning[/quick])")
     p.add_argument("--model", nargs="+", default=None, help="full mode: vgg16 resnet50 resnet18")
     p.add_argument("--dense", nargs="+", default=None,
-                   help="dense checkpoint per --model, same order (default runs/cifar10/<model>.npz)")
+                   help="dense checkpoint per --model (default runs/cifar10/<model>.npz)")
     p.add_argument("--data-path", default=None, help="CIFAR-10 .npz (default: data folders)")
     p.add_argument("--rate", type=float, default=8.0, help="3x3 convs: weights before / after")
     p.add_argument("--linear-rate", type=float, default=8.0)
@@ -127,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", default=None, choices=VARIANTS,
                    help="run only these variants (default: the model's DEFAULT_VARIANTS; one "
                    "per process runs them in parallel on one GPU)")
+    p.add_argument("--admm-epochs", type=int, default=None, help="override the mode's budget")
+    p.add_argument("--retrain-epochs", type=int, default=None, help="override the mode's budget")
     p.add_argument("--work-dir", default=str(WORK), help="checkpoints (resumable)")
     p.add_argument("--cached-only", action="store_true", help="assemble from cached runs only")
     p.add_argument("--no-progress", action="store_true")
@@ -134,9 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     models = tuple(a.model) if a.model else None
     if a.dense and (not models or len(a.dense) != len(models)):
         p.error("--dense needs one path per --model")
+    base = QUICK if a.quick else FULL
+    settings = replace(base, admm_epochs=a.admm_epochs or base.admm_epochs,
+                       retrain_epochs=a.retrain_epochs or base.retrain_epochs)
     structured_cost(a.quick, Path(a.out) if a.out else None, models,
                     dict(zip(models, a.dense)) if a.dense else None, a.rate, a.linear_rate,
-                    a.pointwise_rate, tuple(a.only) if a.only else None, QUICK if a.quick else FULL, a.data_path,
+                    a.pointwise_rate, tuple(a.only) if a.only else None, settings, a.data_path,
                     Path(a.work_dir), not a.no_progress, a.cached_only)
     return 0
 
