@@ -7,6 +7,7 @@ so an interrupted run never leaves half a table.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -36,6 +37,18 @@ def git_hash() -> str:
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def code_fingerprint() -> str:
+    """HEAD plus a digest of uncommitted changes to the package's code (not to results/, which
+    a benchmark itself writes): equal fingerprints mean the same code ran."""
+    try:
+        diff = subprocess.run(["git", "diff", "HEAD", "--", "workbench"], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        diff = ""
+    return git_hash().split("+")[0] + ("+" + hashlib.sha256(diff.encode()).hexdigest()[:12]
+                                      if diff else "")
 
 
 def cpu_name() -> str:

@@ -67,13 +67,10 @@ def prune_model(model: nn.Module, keep: float = 0.3, linear_keep: float = 0.125,
     pointwise_keep of its input channels per group of 16 filters (pruning.pointwise_config:
     ResNet-50's bottlenecks); every linear layer but the last (the class scores) to
     linear_keep of its weights in 16-row blocks (VGG-16's classifier, as PatDNN prunes it).
-    In place; keep 1.0 leaves a kind of layer dense. A model with depthwise convs keeps its
-    1x1s dense: MobileNet-V2's run in the fused expansion / projection kernels, which do not
-    skip pruned channels, so pruning them would cost accuracy and buy no time."""
+    In place; keep 1.0 leaves a kind of layer dense. MobileNet-V2's 1x1s are pruned like the
+    rest: its blocked GEMMs and fused expansion / projection kernels skip pruned channels."""
     from workbench.pruning.schemes import Block
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)][:-1]
-    if any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules()):
-        pointwise_keep = 1.0
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.groups == 1:

@@ -48,8 +48,9 @@ from torch import nn
 
 from workbench.bench.codegen_bench import fma_peak, machine_info, prune_model
 from workbench.bench.isolation import measure_isolated
+from workbench.bench.journal import Journal
 from workbench.bench.peers import Peer, Subject, all_peers, rel_error
-from workbench.provenance import REPO_ROOT, RESULTS
+from workbench.provenance import REPO_ROOT, RESULTS, code_fingerprint
 
 MODELS = ("vgg16", "resnet50", "mobilenet_v2")
 # a model's part timed as a model of its own: VGG-16's conv stack (its convs and pools)
@@ -207,25 +208,32 @@ def keep_fastest(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure_rounds(peers: list[Peer], subjects: list[Subject], threads: int, budget: float,
-                   cfg: BenchConfig, say: Any, names: list[str]
+                   cfg: BenchConfig, say: Any, names: list[str], journal: Journal | None = None
                    ) -> dict[tuple[int, str], dict[str, Any]]:
     """Every peer on every subject at `threads`, cfg.rounds times round robin (each peer's
     process started once per round, all subjects in it); (subject index, peer) -> the
-    keep_fastest row. A peer skipped in round 1 is not started again."""
+    keep_fastest row. A peer skipped in round 1 is not started again. Each peer's rows of a
+    round go to the journal as measured; those it already holds are not measured again."""
     got: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for rnd in range(cfg.rounds):
         for peer in peers:
             if rnd and got.get((0, peer.name), [{}])[0].get("note", "").startswith("skipped"):
                 continue
-            for i, row in enumerate(measure_peers(peer, subjects, threads, budget, cfg)):
+            key = f"{names[0]} .. {names[-1]} ({len(names)}) {threads}t {rnd} {peer.name}"
+            rows = journal.get(key) if journal is not None else None
+            if rows is None:
+                rows = measure_peers(peer, subjects, threads, budget, cfg)
+                if journal is not None:
+                    rows = journal.record(key, rows)
+            for i, row in enumerate(rows):
                 got.setdefault((i, peer.name), []).append(row)
                 say(f"{names[i]} {threads}t round {rnd + 1}/{cfg.rounds} {peer.name:14s} "
                     f"{row.get('ms', float('nan')):9.3f} ms {row.get('note', '')}")
     return {k: keep_fastest(v) for k, v in got.items()}
 
 
-def end_to_end(cfg: BenchConfig, peers: list[Peer], work: Path,
-               log: Any = print) -> tuple[list[dict[str, Any]], dict[str, str]]:
+def end_to_end(cfg: BenchConfig, peers: list[Peer], work: Path, log: Any = print,
+               journal: Journal | None = None) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Every peer on every model, dense and pruned, at every thread count; (rows, weight notes)."""
     rows: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
@@ -243,7 +251,7 @@ def end_to_end(cfg: BenchConfig, peers: list[Peer], work: Path,
             # dense and pruned in one process of the peer's own (no other runtime in it),
             # per round
             got = measure_rounds(peers, list(subjects.values()), threads, cfg.e2e_budget, cfg,
-                                 log, [f"{label} {w:6s}" for w in weights])
+                                 log, [f"{label} {w:6s}" for w in weights], journal)
             rows += [{"model": label, "threads": threads, "weights": w,
                       **got[weights.index(w), p.name], "kept_macs": macs[w][1] / macs[w][0]}
                      for w in weights for p in peers]
@@ -278,8 +286,8 @@ def conv_layers(model: nn.Module, x: torch.Tensor, limit: int = 0
     return found[:limit] if limit else found
 
 
-def per_layer(cfg: BenchConfig, peers: list[Peer], work: Path,
-              log: Any = print) -> list[dict[str, Any]]:
+def per_layer(cfg: BenchConfig, peers: list[Peer], work: Path, log: Any = print,
+              journal: Journal | None = None) -> list[dict[str, Any]]:
     """Each 3x3 conv (+ ReLU) of the layer model as its own model, dense and pruned weights."""
     name, size = cfg.layer_model
     if (name, size) not in cfg.models:
@@ -303,7 +311,7 @@ def per_layer(cfg: BenchConfig, peers: list[Peer], work: Path,
     for threads in _descending(cfg.threads):
         # every layer, dense and pruned, in one process of the peer's own, per round
         by_index = measure_rounds(chosen, list(subjects.values()), threads, cfg.layer_budget,
-                                  cfg, log, [f"{k[0]} {k[1]:6s}" for k in keys])
+                                  cfg, log, [f"layer {k[0]} {k[1]:6s}" for k in keys], journal)
         got = {(*keys[i], p): row for (i, p), row in by_index.items()}
         for lname, conv, in_shape in layers:
             kept = float((pruned_convs[lname].weight != 0).float().mean())
@@ -506,9 +514,12 @@ def run(quick: bool = False, out_dir: Path | str | None = None, tuning_log: str 
     say = print if progress else (lambda *_: None)
     t0 = time.perf_counter()
     peak = fma_peak()
+    # an interrupted run of the same configuration and commit resumes from its journal
+    journal = Journal(out / "journal.jsonl", {"bench": asdict(cfg), "code": code_fingerprint(),
+                                              "tuning_log": str(log_path)}, say)
     with tempfile.TemporaryDirectory(prefix="workbench-peers-") as tmp:
-        e2e, notes = end_to_end(cfg, peers, Path(tmp), say)
-        layers = per_layer(cfg, peers, Path(tmp), say)
+        e2e, notes = end_to_end(cfg, peers, Path(tmp), say, journal)
+        layers = per_layer(cfg, peers, Path(tmp), say, journal)
     fig_rows = figure5_rows(e2e, peers)
     lrows = layer_rows(layers, peak)
     trows = targets(fig_rows, layers, cfg)
@@ -545,6 +556,7 @@ def run(quick: bool = False, out_dir: Path | str | None = None, tuning_log: str 
     tables = {"end_to_end": e2e, "figure5": fig_rows, "layers_all": layers, "layers": lrows,
               "targets": trows}
     write_json({"provenance": prov, "tables": tables}, out / "peers.json")
+    journal.finish()
     say(f"done in {time.perf_counter() - t0:.0f} s -> {out}")
     return tables
 

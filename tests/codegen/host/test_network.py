@@ -514,3 +514,21 @@ def test_c_plan_short_run_matches_the_long_one() -> None:
     for y, ref in zip(ys, refs):
         assert rel_err(y, ref) < 1e-4
     assert len({y.ctypes.data for y in ys}) == len(ys)
+
+
+@pytest.mark.needs_cc
+def test_c_emitter_mobilenet_fused_kernels_skip_pruned_channels(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """MobileNet-V2 with its 1x1s pruned as the benchmark prunes them (half the input channels
+    per 16 filters) and every expansion / projection fused (a 1-byte fusion threshold): the
+    fused kernels visit only kept channels and the network still matches PyTorch."""
+    from workbench.bench.codegen_bench import prune_model
+    from workbench.codegen.host.fusion import is_fused_expansion, is_fused_projection
+    from workbench.models import build_model
+    monkeypatch.setenv("WORKBENCH_FUSE_MIN_BYTES", "1")
+    model = _randomise_bn(prune_model(build_model("mobilenet_v2", 10, 32).eval()))
+    net = compile(model, input_shape=(3, 32, 32), emitter="c")
+    assert any(is_fused_expansion(s.layer) for s in net.steps)
+    assert any(is_fused_projection(s.layer) for s in net.steps)
+    x = torch.randn(1, 3, 32, 32)
+    assert rel_err(np.asarray(net(x)), model(x).detach().numpy()) < 1e-4

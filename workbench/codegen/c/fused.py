@@ -33,6 +33,7 @@ from workbench.codegen.c.depthwise import _row_vectors, _unpermute
 from workbench.codegen.c.prelude import PRELUDE, _act, _lanes, _store_lines, even_split
 from workbench.codegen.ir import ConvIR, Layout, round_up
 from workbench.codegen.lr import LRError
+from workbench.codegen.storage import pack_block_sparse
 
 # Mid channels per job (the ring holds TO channels' rows): the first of these dividing M.
 FUSED_TO = (8, 6, 4)
@@ -91,26 +92,28 @@ def fused_geometry(c: int, m: int, h: int, w: int, stride: int, src: Layout, vw:
 
 def pack_fused_weights(we: np.ndarray, be: np.ndarray, wd: np.ndarray, bd: np.ndarray,
                        to: int) -> tuple[np.ndarray, ...]:
-    """(expansion weights (M / to, C, to): group g's channel c holds the to filters'
-    weights side by side, expansion bias (M,), depthwise weights (M, 9), depthwise bias)."""
-    m, c = we.shape[:2]
-    wpk = np.ascontiguousarray(we.reshape(m // to, to, c).transpose(0, 2, 1), np.float32)
-    return (wpk, np.ascontiguousarray(be, np.float32),
+    """(expansion weights, cptr, clist: storage.pack_block_sparse of the (M, C) expansion in
+    groups of to mid channels, expansion bias (M,), depthwise weights (M, 9), depthwise bias)."""
+    m = we.shape[0]
+    bs = pack_block_sparse(np.asarray(we, np.float32).reshape(m, -1), to)
+    return (bs.wpk, bs.cptr, bs.clist, np.ascontiguousarray(be, np.float32),
             np.ascontiguousarray(wd.reshape(m, 9), np.float32),
             np.ascontiguousarray(bd, np.float32))
 
 
 def _expand_tile(g: FusedGeometry, src: Layout, nv: int, act: str, vw: int) -> list[str]:
     """static void ex_{nv}: expand columns x0.. (nv vectors) of input row xr (channel 0)
-    into ring rows er (to rows, ring_row apart); lanes past the image's last column are
+    into ring rows er (to rows, ring_row apart), visiting only the ne input channels cl
+    the group keeps (w: their packed weights); lanes past the image's last column are
     stored as zeros (the right tap's padding)."""
     # not inlined: inlined into the job loop, GCC kept the bias broadcasts in registers
     # across calls and spilled the input vectors (every FMA then read the stack)
     L = [f"__attribute__((noinline)) static void ex_{nv}(const float *restrict xr,",
-         "    const float *restrict w, const float *restrict bias, float *restrict er, int x0) {"]
+         "    const float *restrict w, const int32_t *restrict cl, int ne,",
+         "    const float *restrict bias, float *restrict er, int x0) {"]
     L += [f"  vf a{t}_{j} = vdup(bias[{t}]);" for t in range(g.to) for j in range(nv)]
-    L += [f"  for (int c = 0; c < {g.c}; ++c, w += {g.to}) {{",
-          f"    const float *x = xr + (size_t)c * {src.chan} + x0;"]
+    L += [f"  for (int e = 0; e < ne; ++e, w += {g.to}) {{",
+          f"    const float *x = xr + (size_t)cl[e] * {src.chan} + x0;"]
     L += [f"    const vf xv{j} = vld(x + {vw * j});" for j in range(nv)]
     for t in range(g.to):
         L.append(f"    {{ const vf wv = vdup(w[{t}]);")
@@ -166,8 +169,8 @@ def _depthwise_row(ir: ConvIR, g: FusedGeometry, vw: int) -> list[str]:
 
 
 def render_expand_depthwise(ir: ConvIR, g: FusedGeometry, src: Layout, expand_act: str) -> str:
-    """C source of `int wb_exdw(xin, yout, wpk, be, wd, bd, n, threads)`: the expansion
-    (weights from pack_fused_weights) and the depthwise conv of ir (its dst, stride and
+    """C source of `int wb_exdw(xin, yout, wpk, cptr, clist, be, wd, bd, n, threads)`: the
+    expansion (weights from pack_fused_weights: pruned input channels skipped) and the depthwise conv of ir (its dst, stride and
     activation; ir.src is only the plain one-phase layout its tap code reads), input xin in
     layout src (one phase, channels not blocked)."""
     vw = ir.vector
@@ -195,6 +198,7 @@ def render_expand_depthwise(ir: ConvIR, g: FusedGeometry, src: Layout, expand_ac
     ring = 3 * g.to * g.ring_row
     L += ["",
           "int wb_exdw(const float *restrict xin, float *restrict yout, const float *restrict wpk,",
+          "            const int32_t *restrict cptr, const int32_t *restrict clist,",
           "            const float *restrict be, const float *restrict wd,",
           "            const float *restrict bd, int n_img, int threads) {",
           f"  const long jobs = (long)n_img * {nb} * {ng};",
@@ -214,7 +218,9 @@ def render_expand_depthwise(ir: ConvIR, g: FusedGeometry, src: Layout, expand_ac
           f"{src.top * src.row_stride + src.left};",
           f"    float *ys = yout + (size_t)n * {ir.dst.image} + "
           f"(size_t)gi * {g.to} * {ir.dst.chan};",
-          f"    const float *w = wpk + (size_t)gi * {g.c * g.to}, *bias = be + gi * {g.to};",
+          f"    const float *w = wpk + (size_t)cptr[gi] * {g.to}, *bias = be + gi * {g.to};",
+          "    const int32_t *cl = clist + cptr[gi];",
+          "    const int ne = cptr[gi + 1] - cptr[gi];",
           f"    const float *wdg = wd + (size_t)gi * {g.to * 9}, *bdg = bd + gi * {g.to};",
           f"    const int oy0 = b * {g.band}, "
           f"oy1 = oy0 + {g.band} < {g.ho} ? oy0 + {g.band} : {g.ho};",
@@ -230,11 +236,11 @@ def render_expand_depthwise(ir: ConvIR, g: FusedGeometry, src: Layout, expand_ac
           "        }",
           f"        const float *xr = xs + (size_t)next * {src.row_stride};",
           f"        for (int ct = 0; ct < {ex_n_wide + ex_n_narrow}; ++ct) {{",
-          f"          if (ct < {ex_n_wide}) ex_{ex_wide}(xr, w, bias, er, {at_wide});"
+          f"          if (ct < {ex_n_wide}) ex_{ex_wide}(xr, w, cl, ne, bias, er, {at_wide});"
           if ex_n_wide else "",
-          f"          else ex_{ex_narrow}(xr, w, bias, er, {at_narrow});"
+          f"          else ex_{ex_narrow}(xr, w, cl, ne, bias, er, {at_narrow});"
           if ex_n_narrow and ex_n_wide else
-          (f"          ex_{ex_narrow}(xr, w, bias, er, {at_narrow});" if ex_n_narrow else ""),
+          (f"          ex_{ex_narrow}(xr, w, cl, ne, bias, er, {at_narrow});" if ex_n_narrow else ""),
           "        }",
           "      }",
           f"      const int top = oy * {s} - 1;",
@@ -255,24 +261,26 @@ def render_expand_depthwise(ir: ConvIR, g: FusedGeometry, src: Layout, expand_ac
 PROJECT_BAND = 4
 
 
-def pack_projection_weights(wp: np.ndarray, to: int) -> np.ndarray:
-    """Projection weights (O, M) as (O / to, M, to): block b's channel m holds its to
-    filters' weights side by side."""
-    o, m = wp.shape
-    return np.ascontiguousarray(wp.reshape(o // to, to, m).transpose(0, 2, 1), np.float32)
+def pack_projection_weights(wp: np.ndarray, to: int) -> tuple[np.ndarray, np.ndarray,
+                                                             np.ndarray]:
+    """Projection weights (O, M) as (wpk, cptr, clist): storage.pack_block_sparse in blocks of
+    to filters, each block visiting only the mid channels one of its filters keeps."""
+    bs = pack_block_sparse(np.asarray(wp, np.float32).reshape(wp.shape[0], -1), to)
+    return bs.wpk, bs.cptr, bs.clist
 
 
 def _project_tile(m: int, to: int, nv: int, row: int, dst: Layout, wo: int, act: str,
                   res: bool, vw: int) -> list[str]:
     """static void pj_{nv}: to filters x nv vectors (columns x0..) of output row oy from the
-    row buffer (m channel rows, `row` floats apart), bias first, residual (read in dst's
+    row buffer (m channel rows, `row` floats apart; the ne channels cl the tile keeps), bias first, residual (read in dst's
     layout) and activation last, stored into planes ys (the tile's first filter's) of dst."""
     L = [f"__attribute__((noinline)) static void pj_{nv}(const float *restrict rb,",
-         "    const float *restrict w, const float *restrict bias, float *restrict ys,",
+         "    const float *restrict w, const int32_t *restrict cl, int ne,",
+         "    const float *restrict bias, float *restrict ys,",
          "    const float *restrict rs, int oy, int x0) {"]
     L += [f"  vf a{t}_0_{j} = vdup(bias[{t}]);" for t in range(to) for j in range(nv)]
-    L += [f"  for (int c = 0; c < {m}; ++c, w += {to}) {{",
-          f"    const float *x = rb + (size_t)c * {row} + x0;"]
+    L += [f"  for (int e = 0; e < ne; ++e, w += {to}) {{",
+          f"    const float *x = rb + (size_t)cl[e] * {row} + x0;"]
     L += [f"    const vf xv{j} = vld(x + {vw * j});" for j in range(nv)]
     for t in range(to):
         L.append(f"    {{ const vf wv = vdup(w[{t}]);")
@@ -297,9 +305,10 @@ def _project_tile(m: int, to: int, nv: int, row: int, dst: Layout, wo: int, act:
 
 def render_depthwise_project(ir: ConvIR, o: int, dst: Layout, res: Layout | None,
                              act: str) -> str:
-    """C source of `int wb_dwpj(xin, yout, wd, bd, wpk, bp, rin, n, threads)`: the depthwise
-    conv of ir (input xin in ir.src, weights (M, 9) and bias, its activation) fused with a
-    1x1 projection to o channels (weights from pack_projection_weights, bias bp, residual rin
+    """C source of `int wb_dwpj(xin, yout, wd, bd, wpk, cptr, clist, bp, rin, n, threads)`:
+    the depthwise conv of ir (input xin in ir.src, weights (M, 9) and bias, its activation)
+    fused with a 1x1 projection to o channels (pack_projection_weights: pruned mid channels
+    skipped, bias bp, residual rin
     in dst's layout when res, activation act) writing yout in dst. A job takes PROJECT_BAND
     output rows; per row it runs the depthwise conv of every channel into a row buffer
     (M rows of whole vectors, in L1), then the projection's register tiles over it: the
@@ -363,6 +372,7 @@ def render_depthwise_project(ir: ConvIR, o: int, dst: Layout, res: Layout | None
     L += ["",
           "int wb_dwpj(const float *restrict xin, float *restrict yout, const float *restrict wd,",
           "            const float *restrict bd, const float *restrict wpk,",
+          "            const int32_t *restrict cptr, const int32_t *restrict clist,",
           "            const float *restrict bp, const float *restrict rin, int n_img,",
           "            int threads) {",
           f"  const long jobs = (long)n_img * {nb};",
@@ -378,11 +388,13 @@ def render_depthwise_project(ir: ConvIR, o: int, dst: Layout, res: Layout | None
           f"      float *ys = yout + (size_t)n * {dst.image};",
           f"      const float *rs = rin ? rin + (size_t)n * {dst.image} : 0;",
           f"      for (int ob = 0; ob < {o // to}; ++ob) {{",
-          f"        const float *w = wpk + (size_t)ob * {m * to};",
+          f"        const float *w = wpk + (size_t)cptr[ob] * {to};",
+          "        const int32_t *cl = clist + cptr[ob];",
+          "        const int ne = cptr[ob + 1] - cptr[ob];",
           f"        for (int ct = 0; ct < {tiles}; ++ct) {{"]
 
     def args(at: str) -> str:
-        return (f"(rb, w, bp + ob * {to}, ys + (size_t)ob * {to * dst.chan}, "
+        return (f"(rb, w, cl, ne, bp + ob * {to}, ys + (size_t)ob * {to * dst.chan}, "
                 f"rs ? rs + (size_t)ob * {to * dst.chan} : 0, oy, {at})")
     if pj_n_wide and pj_n_narrow:
         L += [f"          if (ct < {pj_n_wide}) pj_{pj_wide}{args(at_wide)};",

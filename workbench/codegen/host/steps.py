@@ -275,7 +275,7 @@ class StepBuilder:
         if debug():
             print(f"# workbench: C kernel for fused expansion + depthwise {layer.name}\n{source}")
         fn = build_c(source).wb_exdw
-        fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int, ctypes.c_int]
+        fn.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int, ctypes.c_int]
         consts = pack_fused_weights(p["expand_weight"], p["expand_bias"], p["weight"], p["bias"],
                                     geo.to)
 
@@ -287,7 +287,8 @@ class StepBuilder:
             for f, args in bind(bufs, n):
                 f(*args)
         out = self.shapes[layer.name]
-        fmas = m * c * h * w + dw.kernel_patterns.kept_weights * out[1] * out[2]
+        visited = len(consts[2]) - 1    # (channel, group) pairs the expansion visits
+        fmas = visited * geo.to * h * w + dw.kernel_patterns.kept_weights * out[1] * out[2]
         return CStep(layer, run, "generated", fmas, bind=bind)
 
     def _fused_projection_step(self, layer: Layer) -> CStep:
@@ -304,12 +305,13 @@ class StepBuilder:
         if debug():
             print(f"# workbench: C kernel for fused depthwise + projection {layer.name}\n{source}")
         fn = build_c(source).wb_dwpj
-        fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int, ctypes.c_int]
+        fn.argtypes = [ctypes.c_void_p] * 9 + [ctypes.c_int, ctypes.c_int]
         p = layer.params
+        to = channel_group(o)
+        wpk, cptr, clist = pack_projection_weights(
+            np.asarray(p["weight"], np.float32).reshape(o, c), to)
         consts = (np.ascontiguousarray(np.asarray(p["dw_weight"]).reshape(c, 9), np.float32),
-                  np.ascontiguousarray(p["dw_bias"], np.float32),
-                  pack_projection_weights(np.asarray(p["weight"], np.float32).reshape(o, c),
-                                          channel_group(o)),
+                  np.ascontiguousarray(p["dw_bias"], np.float32), wpk, cptr, clist,
                   np.ascontiguousarray(p.get("bias", np.zeros(o, np.float32)), np.float32))
 
         def bind(bufs: dict[str, np.ndarray], n: int) -> list[Call]:
@@ -324,7 +326,7 @@ class StepBuilder:
             for f, args in bind(bufs, n):
                 f(*args)
         out = self.shapes[layer.name]
-        fmas = (9 * c + o * c) * out[1] * out[2]
+        fmas = (9 * c + (len(clist) - 1) * to) * out[1] * out[2]
         st = CStep(layer, run, "generated", fmas, bind=bind)
         ins.record(st, self.layouts)
         return st
