@@ -14,8 +14,9 @@ on the ring and stores the row. A band re-expands the one or two rows above it t
 band before it also expanded; bands are as tall as keeps their input rows in L2.
 
 Expansion: a register tile of TO filters x up to EXPAND_NV vectors of one row's pixels; per
-input channel, the vectors are loaded once and each of the TO weights broadcast (TO * NV
-independent FMAs). Depthwise: render_c's tap code (plain stride 2 through one in-lane
+input channel the group keeps (block-sparse storage: pruned 1x1 channels are skipped, as in
+the blocked 1x1 GEMM), the vectors are loaded once and each of the TO weights broadcast
+(TO * NV independent FMAs). Depthwise: render_c's tap code (plain stride 2 through one in-lane
 shuffle per vector, _row_vectors), reading the ring rows. Bias and activations are fused.
 
 Depthwise + projection (render_depthwise_project): per output row, the depthwise conv of
@@ -170,9 +171,9 @@ def _depthwise_row(ir: ConvIR, g: FusedGeometry, vw: int) -> list[str]:
 
 def render_expand_depthwise(ir: ConvIR, g: FusedGeometry, src: Layout, expand_act: str) -> str:
     """C source of `int wb_exdw(xin, yout, wpk, cptr, clist, be, wd, bd, n, threads)`: the
-    expansion (weights from pack_fused_weights: pruned input channels skipped) and the depthwise conv of ir (its dst, stride and
-    activation; ir.src is only the plain one-phase layout its tap code reads), input xin in
-    layout src (one phase, channels not blocked)."""
+    expansion (weights from pack_fused_weights: pruned input channels skipped) and the
+    depthwise conv of ir (its dst, stride and activation; ir.src is only the plain one-phase
+    layout its tap code reads), input xin in layout src (one phase, channels not blocked)."""
     vw = ir.vector
     if src.phases != 1 or src.cb != 1 or ir.dst.cb != 1:
         raise LRError(f"fused expansion + depthwise: layouts must be plain one-phase "
