@@ -58,3 +58,4 @@ def test_measure_rounds_skips_what_the_journal_holds(tmp_path: Path,
     assert measure_rounds(peers, [None, None], 1, 0.1, cfg, lambda *_: None, ["s0", "s1"],
                           again) == got
     assert calls == []
+

@@ -327,6 +327,14 @@ def per_layer(cfg: BenchConfig, peers: list[Peer], work: Path, log: Any = print,
     return rows
 
 
+def skipped_peers(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Peer -> why it was skipped, for peers none of whose rows ran (CSR skips dense weights
+    by design but runs pruned ones: not a skipped peer)."""
+    ran = {r["peer"] for r in rows if "ms" in r and r["ms"] == r["ms"]}
+    return {r["peer"]: r["note"] for r in rows
+            if r.get("note", "").startswith("skipped") and r["peer"] not in ran}
+
+
 def _fastest(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The row with the lowest ms among those that ran and matched eager."""
     ok = [r for r in rows if "ms" in r and r.get("note", "") == ""]
@@ -527,7 +535,7 @@ def run(quick: bool = False, out_dir: Path | str | None = None, tuning_log: str 
     for r in e2e + layers:
         if r.get("version"):
             versions.setdefault(r["peer"], r["version"])
-    skipped = {r["peer"]: r["note"] for r in e2e if r.get("note", "").startswith("skipped")}
+    skipped = skipped_peers(e2e + layers)
     config = {"bench": asdict(cfg), "fma_peak_gflops_per_core": peak, "machine": machine_info(),
               "versions": versions, "pruned_weights": notes, "skipped": skipped,
               "tuning_log": str(log_path), "seconds": time.perf_counter() - t0,
