@@ -31,3 +31,29 @@ def test_figure_written_atomically(tmp_path):
     ax.plot([1, 2])
     path = pv.write_figure(fig, tmp_path / "f.png", pv.provenance("cmd"))
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_code_fingerprint_follows_the_package_code_only(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    import pytest
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    monkeypatch.delenv("WORKBENCH_GIT_HASH", raising=False)
+    monkeypatch.setattr(pv, "REPO_ROOT", tmp_path)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    (tmp_path / "workbench").mkdir()
+    (tmp_path / "workbench" / "a.py").write_text("x = 1\n")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "a"], check=True)
+    clean = pv.code_fingerprint()
+    assert "+" not in clean and len(clean) == 12
+    (tmp_path / "results.txt").write_text("a benchmark's output\n")     # not the package
+    assert pv.code_fingerprint() == clean
+    (tmp_path / "workbench" / "b.py").write_text("y = 2\n")             # a new module
+    with_new = pv.code_fingerprint()
+    assert with_new.startswith(clean + "+")
+    (tmp_path / "workbench" / "a.py").write_text("x = 2\n")             # an edited one
+    assert pv.code_fingerprint() not in (clean, with_new)

@@ -40,15 +40,21 @@ def git_hash() -> str:
 
 
 def code_fingerprint() -> str:
-    """HEAD plus a digest of uncommitted changes to the package's code (not to results/, which
-    a benchmark itself writes): equal fingerprints mean the same code ran."""
+    """HEAD plus a digest of uncommitted changes to the package's code, new files included
+    (not to results/, which a benchmark itself writes): equal fingerprints, same code."""
+    digest = hashlib.sha256()
     try:
-        diff = subprocess.run(["git", "diff", "HEAD", "--", "workbench"], cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=10).stdout
+        digest.update(subprocess.run(["git", "diff", "HEAD", "--", "workbench"], cwd=REPO_ROOT,
+                                     capture_output=True, timeout=10).stdout)
+        new = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--",
+                              "workbench"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=10).stdout.split()
     except (OSError, subprocess.SubprocessError):
-        diff = ""
-    return git_hash().split("+")[0] + ("+" + hashlib.sha256(diff.encode()).hexdigest()[:12]
-                                      if diff else "")
+        new = []
+    for name in sorted(new):
+        digest.update(name.encode() + b"\0" + (REPO_ROOT / name).read_bytes())
+    changed = digest.hexdigest() != hashlib.sha256().hexdigest()
+    return git_hash().split("+")[0] + ("+" + digest.hexdigest()[:12] if changed else "")
 
 
 def cpu_name() -> str:

@@ -287,7 +287,7 @@ class StepBuilder:
             for f, args in bind(bufs, n):
                 f(*args)
         out = self.shapes[layer.name]
-        visited = len(consts[2]) - 1    # (channel, group) pairs the expansion visits
+        visited = int(consts[1][-1])    # cptr's end: (channel, group) pairs the expansion visits
         fmas = visited * geo.to * h * w + dw.kernel_patterns.kept_weights * out[1] * out[2]
         return CStep(layer, run, "generated", fmas, bind=bind)
 
@@ -326,7 +326,7 @@ class StepBuilder:
             for f, args in bind(bufs, n):
                 f(*args)
         out = self.shapes[layer.name]
-        fmas = (9 * c + (len(clist) - 1) * to) * out[1] * out[2]
+        fmas = (9 * c + int(cptr[-1]) * to) * out[1] * out[2]
         st = CStep(layer, run, "generated", fmas, bind=bind)
         ins.record(st, self.layouts)
         return st
