@@ -1,8 +1,9 @@
 """Training and evaluation pairs of the demo apps: super resolution (low-res, high-res) and coloring (L, ab).
 
 Photos are (H, W, 3) uint8 arrays as `workbench.data.load_photos` returns them. Every random choice
-(which photo, where to crop, which flip or rotation) is drawn once in the constructor from
-`numpy.random.default_rng(seed)`, so one seed always gives the same pairs, in any DataLoader order.
+is drawn once in the constructor, the crop windows by `workbench.data.PhotoPatches(seed)` and the
+flips and rotations from `numpy.random.default_rng([seed, 1])`, so one seed always gives the same
+pairs, in any DataLoader order.
 
 The low-res image is a bicubic downscale with antialiasing (torch's `interpolate(mode='bicubic',
 antialias=True)`), the same kernel as MATLAB's `imresize` that the SR benchmarks used to make their
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from workbench.apps.quality import split_lab
-from workbench.data import DATA_ENV, DataError, data_dirs, find_data
+from workbench.data import DATA_ENV, DataError, PhotoPatches, data_dirs, find_data
 
 
 def _to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -86,13 +87,12 @@ class SRPairs(Dataset):
         self.scale = scale
         self.patch = patch
         self.augment = augment
-        rng = np.random.default_rng(seed)
+        # The crop windows are data.PhotoPatches' draws; the augmentation has its own stream, drawn
+        # even when unused, so augment=False keeps the same windows.
+        windows = PhotoPatches(photos, hr_patch, n, seed).crops
+        rng = np.random.default_rng([seed, 1])
         self.crops_: list[tuple[int, int, int, bool, int]] = []
-        for _ in range(n):
-            k = int(rng.integers(len(photos)))
-            h, w = photos[k].shape[:2]
-            y, x = int(rng.integers(h - hr_patch + 1)), int(rng.integers(w - hr_patch + 1))
-            # Draw the augmentation even when unused, so augment=False keeps the same crops.
+        for k, y, x in windows:
             flip, rot = bool(rng.integers(2)), int(rng.integers(4))
             self.crops_.append((k, y, x, flip and augment, rot if augment else 0))
 
@@ -136,14 +136,10 @@ class ColorPairs(Dataset):
         self.photos = photos
         self.patch = patch
         self.augment = augment
-        rng = np.random.default_rng(seed)
-        self.crops_: list[tuple[int, int, int, bool]] = []
-        for _ in range(n):
-            k = int(rng.integers(len(photos)))
-            h, w = photos[k].shape[:2]
-            y, x = int(rng.integers(h - patch + 1)), int(rng.integers(w - patch + 1))
-            flip = bool(rng.integers(2))
-            self.crops_.append((k, y, x, flip and augment))
+        windows = PhotoPatches(photos, patch, n, seed).crops
+        rng = np.random.default_rng([seed, 1])
+        self.crops_: list[tuple[int, int, int, bool]] = [(k, y, x, bool(rng.integers(2)) and augment)
+                                                         for k, y, x in windows]
 
     def __len__(self) -> int:
         return len(self.crops_)

@@ -11,7 +11,7 @@ skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5, use_samp
 data_range=255) on the same cropped Y images.
 
 Coloring works in CIE Lab (sRGB, D65, 2° observer, the constants of skimage.color): the network sees
-L / 100 and predicts ab / 110, both about [-1, 1].
+L / 100 (in [0, 1]) and predicts ab / 110 (in [-1, 1]).
 """
 from __future__ import annotations
 
