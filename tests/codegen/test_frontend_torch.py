@@ -90,20 +90,21 @@ def test_pruned_zeros_survive_folding() -> None:
     assert kp.kept_kernels == 12 and kp.num_patterns == 1 and not kp.patterns[0, 0]
 
 
-class _Sigmoid(nn.Module):
+class _Softplus(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.conv(x))
+        return nn.functional.softplus(self.conv(x))
 
 
 def test_unsupported_op_is_named_with_its_place() -> None:
-    with pytest.raises(UnsupportedOpError, match=r"sigmoid.*node 'sigmoid'.*after 'conv'"):
-        from_torch(_Sigmoid(), (3, 8, 8))
-    model = nn.Sequential(OrderedDict(c=nn.Conv2d(3, 3, 1), up=nn.Upsample(scale_factor=2)))
-    with pytest.raises(UnsupportedOpError, match=r"module Upsample at graph node 'up'"):
+    with pytest.raises(UnsupportedOpError, match=r"softplus.*node 'softplus'.*after 'conv'"):
+        from_torch(_Softplus(), (3, 8, 8))
+    model = nn.Sequential(OrderedDict(c=nn.Conv2d(3, 3, 1), up=nn.Upsample(scale_factor=2,
+                                                                          mode="bicubic")))
+    with pytest.raises(UnsupportedOpError, match=r"mode 'bicubic'.*graph node 'up'"):
         from_torch(model, (3, 8, 8))
 
 

@@ -98,6 +98,10 @@ def build_module(spec: dict[str, Any]) -> nn.Module:
             from workbench.bench.model_blocks import prefix
             return prefix(model, int(spec["prefix"]))
         return model
+    if "app" in spec:
+        from workbench.models.image_to_image import build_app_model
+        kwargs = dict(spec["app"])
+        return build_app_model(kwargs.pop("name"), **kwargs).eval()
     if "sequential" in spec:
         layers = []
         for cls_name, kwargs in spec["sequential"]:

@@ -2,8 +2,9 @@
 
 Reads weights as they are (a pruned model's zeros say which kernels and patterns remain), keeps
 batch norm and activations as their own layers, then runs the graph passes (BN folding,
-ReLU/ReLU6 fusion). Anything it does not know raises UnsupportedOpError naming the op and the
-node it sits at.
+ReLU/ReLU6 fusion). Arithmetic with a constant (a buffer such as WDSR's RGB mean, or a number)
+becomes a per-channel scale and shift, i.e. a depthwise 1x1 conv, as an unfused batch norm
+does. Anything it does not know raises UnsupportedOpError naming the op and the node it sits at.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class _Builder:
         self.layers: list[Layer] = []
         self.alias: dict[str, str] = {}
         self.shape_nodes: set[str] = set()
+        self.consts: dict[str, Any] = {}   # get_attr node -> its tensor (a buffer, a parameter)
         self.prev = "input"
 
     def val(self, arg: Any, node: Any) -> str:
@@ -43,6 +45,9 @@ class _Builder:
         if not isinstance(arg, fx.Node):
             raise UnsupportedOpError(f"node {node.name!r} ({self.where(node)}): expected a tensor "
                                      f"argument, got constant {arg!r}")
+        if arg.name in self.consts:
+            raise self.unsupported(node, f"parameter access {arg.target!r} outside a layer "
+                                         f"(only + - * / by a per-channel constant)")
         return self.alias.get(arg.name, arg.name)
 
     def where(self, node: Any) -> str:
@@ -51,9 +56,12 @@ class _Builder:
 
     def unsupported(self, node: Any, what: str) -> UnsupportedOpError:
         return UnsupportedOpError(f"unsupported op {what} at graph node {node.name!r} "
-                                  f"({self.where(node)}); the LR covers conv2d, batch norm, "
-                                  f"relu/relu6, max/avg/adaptive pooling, flatten, linear, add, "
-                                  f"dropout and identity")
+                                  f"({self.where(node)}); the LR covers conv2d, batch and "
+                                  f"instance norm, relu/relu6/tanh/sigmoid, max/avg/adaptive "
+                                  f"pooling, flatten, linear, add, arithmetic by a per-channel "
+                                  f"constant, pixel shuffle, nearest upsampling, concat along "
+                                  f"channels, broadcast of a (N, C) feature to a map, dropout "
+                                  f"and identity")
 
     def add(self, node: Any, op: str, inputs: list[str], attrs: dict[str, Any],
             params: dict[str, np.ndarray] | None = None) -> None:
@@ -96,6 +104,14 @@ class _Builder:
             self.add(node, "batchnorm", [x], {"eps": float(m.eps)},
                      {"mean": _np(m.running_mean), "var": _np(m.running_var),
                       "gamma": gamma, "beta": beta})
+        elif isinstance(m, nn.InstanceNorm2d):
+            self.instance_norm(node, x, m)
+        elif isinstance(m, nn.PixelShuffle):
+            self.add(node, "pixel_shuffle", [x], {"upscale": int(m.upscale_factor)})
+        elif isinstance(m, nn.Upsample):
+            self.upsample(node, x, m.mode, m.align_corners)
+        elif isinstance(m, (nn.Tanh, nn.Sigmoid)):
+            self.add(node, "act", [x], {"act": type(m).__name__.lower()})
         elif isinstance(m, nn.ReLU):
             self.add(node, "act", [x], {"act": "relu"})
         elif isinstance(m, nn.ReLU6) or (isinstance(m, nn.Hardtanh) and
@@ -127,6 +143,93 @@ class _Builder:
             self.skip(node, x)
         else:
             raise self.unsupported(node, f"module {type(m).__name__}")
+
+    def instance_norm(self, node: Any, x: str, m: Any) -> None:
+        """Instance norm: statistics of each image's channel planes, or (tracked running
+        statistics, eval mode) the running ones, which is a batch norm."""
+        c = m.num_features
+        gamma = _np(m.weight) if m.affine else np.ones(c, np.float32)
+        beta = _np(m.bias) if m.affine else np.zeros(c, np.float32)
+        if m.track_running_stats and m.running_mean is not None:
+            self.add(node, "batchnorm", [x], {"eps": float(m.eps)},
+                     {"mean": _np(m.running_mean), "var": _np(m.running_var),
+                      "gamma": gamma, "beta": beta})
+        else:
+            self.add(node, "instance_norm", [x], {"eps": float(m.eps), "act": "none"},
+                     {"gamma": gamma, "beta": beta})
+
+    def upsample(self, node: Any, x: str, mode: str, align_corners: Any) -> None:
+        """Nearest upsampling by whole factors (read off the traced shapes)."""
+        shape_in, shape_out = self.in_shape(node), self.out_shape(node)
+        if mode not in ("nearest", "nearest-exact") or align_corners:
+            raise self.unsupported(node, f"upsampling mode {mode!r} (nearest only)")
+        if shape_in is None or shape_out is None or len(shape_in) != 4 or \
+                any(o % i for o, i in zip(shape_out[2:], shape_in[2:])):
+            raise self.unsupported(node, f"upsampling from {shape_in} to {shape_out} (whole "
+                                         f"factors of a 4-D map only)")
+        # for whole factors, "nearest" and "nearest-exact" both read input row y // s
+        scale = [int(o // i) for o, i in zip(shape_out[2:], shape_in[2:])]
+        self.add(node, "upsample", [x], {"scale": scale, "mode": "nearest"})
+
+    def broadcast(self, node: Any, x: str) -> None:
+        """A (N, C) or (N, C, 1, 1) value seen as a (N, C, H, W) map (H, W traced)."""
+        shape_in, shape_out = self.in_shape(node), self.out_shape(node)
+        if shape_in is None or shape_out is None or len(shape_out) != 4 or \
+                shape_out[1] != shape_in[1] or not (len(shape_in) == 2 or
+                                                    tuple(shape_in[2:]) == (1, 1)):
+            raise self.unsupported(node, f"{node.target} from {shape_in} to {shape_out} "
+                                         f"(only (N, C) or (N, C, 1, 1) to (N, C, H, W))")
+        self.add(node, "broadcast", [x], {"height": int(shape_out[2]),
+                                          "width": int(shape_out[3])})
+
+    def arithmetic(self, node: Any, kind: str) -> None:
+        """x + c, x - c, c - x, x * c, x / c for a constant c (a number, or a tensor of one
+        value per channel): a depthwise 1x1 conv y = scale x + shift; two tensors: add."""
+        import torch
+        import torch.fx as fx
+        a, b = node.args[:2]
+        const = lambda v: not isinstance(v, fx.Node) or v.name in self.consts  # noqa: E731
+        if not const(a) and not const(b):
+            if kind != "add" or node.kwargs.get("alpha", 1) != 1:
+                raise self.unsupported(node, f"{kind} of two tensors (only add)")
+            self.add(node, "add", [self.val(a, node), self.val(b, node)], {"act": "none"})
+            return
+        if const(a) and const(b):
+            raise self.unsupported(node, f"{kind} of two constants")
+        if node.kwargs.get("alpha", 1) != 1:
+            raise self.unsupported(node, f"{kind} with alpha")
+        x, c, c_first = (b, a, True) if const(a) else (a, b, False)
+        shape = self.out_shape(x)
+        if shape is None or len(shape) != 4 or self.out_shape(node) != shape:
+            raise self.unsupported(node, f"{kind} by a constant on a value of shape {shape} "
+                                         f"(only (N, C, H, W) maps, the constant broadcast "
+                                         f"per channel)")
+        ch = shape[1]
+        t = self.consts[c.name] if isinstance(c, fx.Node) else torch.tensor(float(c))
+        t = t.detach().to("cpu", torch.float64)
+        try:
+            vals = torch.broadcast_to(t.reshape((1,) * max(0, 4 - t.dim()) + tuple(t.shape)),
+                                      (1, ch, 1, 1)).reshape(ch).numpy()
+        except RuntimeError as e:
+            raise self.unsupported(node, f"{kind} by a constant of shape {tuple(t.shape)} on "
+                                         f"{ch} channels (one value per channel only)") from e
+        one = np.ones(ch)
+        if kind == "add":
+            scale, shift = one, vals
+        elif kind == "sub":
+            scale, shift = (-one, vals) if c_first else (one, -vals)
+        elif kind == "mul":
+            scale, shift = vals, 0 * one
+        elif kind == "div" and not c_first:
+            scale, shift = 1.0 / vals, 0 * one
+        else:
+            raise self.unsupported(node, "a constant divided by a tensor")
+        layer = conv_layer(scale.astype(np.float32).reshape(ch, 1, 1, 1),
+                           shift.astype(np.float32), groups=ch, name=node.name,
+                           inputs=[self.val(x, node)])
+        layer.attrs["source"] = node.name
+        self.layers.append(layer)
+        self.prev = node.name
 
     def avgpool(self, node: Any, x: str, k: Any, s: Any, p: Any, ceil: bool, cip: bool) -> None:
         self.add(node, "avgpool2d", [x], {"kernel": _pair(k), "stride": _pair(s),
@@ -164,15 +267,46 @@ class _Builder:
         args = node.args
         kw = node.kwargs
         name = node.target if isinstance(t, str) else getattr(t, "__name__", str(t))
-        if node.op == "call_method" and t == "size":
+        if (node.op == "call_method" and t == "size") or (t is getattr and len(args) > 1 and
+                                                          args[1] == "shape"):
             self.shape_nodes.add(node.name)
             return
-        if t in (operator.add, operator.iadd, torch.add) or (node.op == "call_method"
-                                                            and t in ("add", "add_")):
-            if len(args) != 2 or kw.get("alpha", 1) != 1:
-                raise self.unsupported(node, f"{name} with {len(args)} operands / alpha")
-            self.add(node, "add", [self.val(args[0], node), self.val(args[1], node)],
-                     {"act": "none"})
+        if t is operator.getitem and getattr(args[0], "name", None) in self.shape_nodes:
+            self.shape_nodes.add(node.name)   # a dimension of a shape: read off the trace
+            return
+        torch_ops = {torch.add: "add", torch.sub: "sub", torch.mul: "mul", torch.div: "div"}
+        kind = (_ARITHMETIC_METHODS.get(t) if node.op == "call_method" else
+                _ARITHMETIC.get(t) or torch_ops.get(t))
+        if kind is not None:
+            if len(args) != 2:
+                raise self.unsupported(node, f"{name} with {len(args)} operands")
+            self.arithmetic(node, kind)
+        elif t is operator.getitem:
+            index = args[1] if isinstance(args[1], tuple) else (args[1],)
+            full = slice(None, None, None)
+            if index in ((full, full, None, None), (Ellipsis, None, None)):
+                self.broadcast(node, self.val(args[0], node))
+            else:
+                raise self.unsupported(node, f"indexing with {index!r}")
+        elif node.op == "call_method" and t in ("expand", "expand_as", "unsqueeze"):
+            self.broadcast(node, self.val(args[0], node))
+        elif t in (torch.cat, torch.concat):
+            parts = args[0]
+            dim = args[1] if len(args) > 1 else kw.get("dim", 0)
+            shape = self.out_shape(node)
+            if shape is None or len(shape) != 4 or int(dim) % 4 != 1:
+                raise self.unsupported(node, f"cat along dim {dim} (channels of 4-D maps only)")
+            self.add(node, "concat", [self.val(p, node) for p in parts], {})
+        elif t in (torch.pixel_shuffle, F.pixel_shuffle):
+            r = args[1] if len(args) > 1 else kw["upscale_factor"]
+            self.add(node, "pixel_shuffle", [self.val(args[0], node)], {"upscale": int(r)})
+        elif t is F.interpolate:
+            self.upsample(node, self.val(args[0], node), kw.get("mode", "nearest"),
+                          kw.get("align_corners"))
+        elif t in (torch.tanh, torch.sigmoid, F.tanh, F.sigmoid) or (
+                node.op == "call_method" and t in ("tanh", "sigmoid")):
+            act = t if isinstance(t, str) else t.__name__
+            self.add(node, "act", [self.val(args[0], node)], {"act": act})
         elif t in (torch.relu, F.relu, torch.relu_) or (node.op == "call_method"
                                                         and t in ("relu", "relu_")):
             self.add(node, "act", [self.val(args[0], node)], {"act": "relu"})
@@ -186,6 +320,10 @@ class _Builder:
             self.flatten(node, self.val(args[0], node))
         elif node.op == "call_method" and t in ("view", "reshape"):
             out = self.out_shape(node)
+            if out is not None and len(out) == 4 and tuple(out[2:]) == (1, 1) and \
+                    len(self.in_shape(node) or ()) == 2:
+                self.broadcast(node, self.val(args[0], node))   # (N, C) -> (N, C, 1, 1)
+                return
             if out is None or len(out) != 2:
                 raise self.unsupported(node, f"{t} to a shape other than (N, features)")
             self.flatten(node, self.val(args[0], node))
@@ -208,6 +346,21 @@ class _Builder:
                 self.add(node, "flatten", [node.name + "_pool"], {})
         else:
             raise self.unsupported(node, f"{node.op} {name!s}")
+
+
+_ARITHMETIC = {operator.add: "add", operator.iadd: "add", operator.sub: "sub",
+               operator.isub: "sub", operator.mul: "mul", operator.imul: "mul",
+               operator.truediv: "div", operator.itruediv: "div"}
+_ARITHMETIC_METHODS = {"add": "add", "add_": "add", "sub": "sub", "sub_": "sub", "mul": "mul",
+                       "mul_": "mul", "div": "div", "div_": "div"}
+
+
+def _attr(gm: Any, target: str) -> Any:
+    """The tensor a get_attr node reads (a dotted path of attributes)."""
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def from_torch(model: Any, input_shape: tuple[int, int, int] = (3, 224, 224),
@@ -246,7 +399,8 @@ def from_torch(model: Any, input_shape: tuple[int, int, int] = (3, 224, 224),
             inputs[node.name] = list(input_shape)
             b.prev = node.name
         elif node.op == "get_attr":
-            raise b.unsupported(node, f"parameter access {node.target!r} outside a layer")
+            # a constant: arithmetic with it becomes a scale and shift; any other use fails
+            b.consts[node.name] = _attr(gm, node.target)
         elif node.op == "call_module":
             b.module(node)
         elif node.op in ("call_function", "call_method"):

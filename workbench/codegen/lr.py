@@ -33,8 +33,17 @@ OPS: dict[str, tuple[str, ...]] = {
     "batchnorm": ("eps",),
     "flatten": (),
     "act": ("act",),
+    # the image-to-image apps' ops (models.image_to_image), on (C, H, W) maps
+    "pixel_shuffle": ("upscale",),            # (C r^2, H, W) -> (C, r H, r W)
+    "upsample": ("scale", "mode"),            # nearest: (C, H, W) -> (C, sh H, sw W)
+    "instance_norm": ("eps", "act"),          # per image and channel; gamma, beta params
+    "concat": (),                             # along channels
+    "broadcast": ("height", "width"),         # (C,) or (C, 1, 1) -> (C, height, width)
 }
-ACTS = ("none", "relu", "relu6")
+ACTS = ("none", "relu", "relu6", "tanh", "sigmoid")
+# The activations a conv, linear, add or instance norm carries fused (every C kernel has
+# them); tanh and sigmoid run as act layers of their own.
+FUSED_ACTS = ("none", "relu", "relu6")
 
 
 class LRError(ValueError):
@@ -64,6 +73,15 @@ class Layer:
             raise LRError(f"layer {self.name!r} ({self.op}) lacks attributes {missing}")
         if self.attrs.get("act", "none") not in ACTS:
             raise LRError(f"layer {self.name!r}: activation {self.attrs['act']!r} not in {ACTS}")
+        if self.op != "act" and self.attrs.get("act", "none") not in FUSED_ACTS:
+            raise LRError(f"layer {self.name!r} ({self.op}): activation "
+                          f"{self.attrs['act']!r} is not one a {self.op} carries fused "
+                          f"{FUSED_ACTS}; make it an act layer of its own")
+        if self.op == "instance_norm" and not {"gamma", "beta"} <= set(self.params):
+            raise LRError(f"layer {self.name!r} (instance_norm) needs gamma and beta params")
+        if self.op == "upsample" and self.attrs["mode"] != "nearest":
+            raise LRError(f"layer {self.name!r}: upsample mode {self.attrs['mode']!r}; the LR "
+                          f"has nearest only")
         if self.op in ("conv2d", "linear") and "weight" not in self.params:
             raise LRError(f"layer {self.name!r} ({self.op}) has no weight")
         if self.op == "conv2d":
@@ -129,6 +147,31 @@ def out_shape(layer: Layer, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
         return (int(np.prod(ins[0])),)
     if op in ("act", "batchnorm"):
         return ins[0]
+    if op == "instance_norm":
+        if len(ins[0]) != 3:
+            raise ValueError(f"instance norm of a {ins[0]} value, not a (C, H, W) map")
+        if ins[0][0] != len(layer.params["gamma"]):
+            raise ValueError(f"{ins[0][0]} channels, gamma has {len(layer.params['gamma'])}")
+        return ins[0]
+    if op == "pixel_shuffle":
+        r = int(a["upscale"])
+        if len(ins[0]) != 3 or r < 1 or ins[0][0] % (r * r):
+            raise ValueError(f"pixel shuffle by {r} of {ins[0]}: channels not a multiple of {r * r}")
+        c, h, w = ins[0]
+        return (c // (r * r), h * r, w * r)
+    if op == "upsample":
+        (sh, sw), (c, h, w) = a["scale"], ins[0]
+        if int(sh) < 1 or int(sw) < 1:
+            raise ValueError(f"upsample scale {a['scale']} is not whole and positive")
+        return (c, h * int(sh), w * int(sw))
+    if op == "concat":
+        if any(len(s) != 3 or s[1:] != ins[0][1:] for s in ins) or len(ins) < 2:
+            raise ValueError(f"concat of {ins}: needs two or more maps of one H x W")
+        return (sum(s[0] for s in ins), *ins[0][1:])
+    if op == "broadcast":
+        if not (len(ins[0]) == 1 or (len(ins[0]) == 3 and ins[0][1:] == (1, 1))):
+            raise ValueError(f"broadcast of {ins[0]}: needs a (C,) or (C, 1, 1) value")
+        return (ins[0][0], int(a["height"]), int(a["width"]))
     raise ValueError(f"unknown op {op!r}")
 
 

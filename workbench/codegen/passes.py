@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from workbench.codegen.lr import LR, Layer, conv_layer
+from workbench.codegen.lr import FUSED_ACTS, LR, Layer, conv_layer
 
-FUSABLE = ("conv2d", "linear", "add")
+FUSABLE = ("conv2d", "linear", "add", "instance_norm")
 
 
 def _consumers(lr: LR) -> dict[str, list[str]]:
@@ -82,13 +82,14 @@ def fold_batchnorm(lr: LR) -> LR:
 
 
 def fuse_activations(lr: LR) -> LR:
-    """Merge each ReLU / ReLU6 into the conv, linear or add that feeds only it."""
+    """Merge each ReLU / ReLU6 into the conv, linear, add or instance norm that feeds only it
+    (tanh and sigmoid stay act layers: FUSED_ACTS)."""
     users = _consumers(lr)
     by_name = {layer.name: layer for layer in lr.layers}
     gone: dict[str, str] = {}
     fused: dict[str, Layer] = {}
     for layer in lr.layers:
-        if layer.op != "act":
+        if layer.op != "act" or layer.attrs["act"] not in FUSED_ACTS:
             continue
         src = layer.inputs[0]
         prod = fused.get(src, by_name.get(src))

@@ -190,3 +190,19 @@ def test_pruned_classifiers_run_in_their_sparse_format_under_qemu(
     bundle = build_bundle(model, tmp_path, (3, 4, 4), batch=2)
     x = torch.randn(2, 3, 4, 4)
     assert rel_err(bundle(x).numpy(), model(x).detach().numpy()) < 1e-4
+
+
+@pytest.mark.parametrize("name,shape", [("wdsr", (3, 9, 7)), ("colornet", (1, 16, 8)),
+                                        ("transformer_net", (3, 8, 12))])
+def test_the_demo_apps_run_under_qemu_and_match_pytorch(name: str, shape: tuple[int, ...],
+                                                        tmp_path: Path) -> None:
+    # pixel shuffle, upsampling, instance norm, concat, broadcast, tanh, sigmoid as NEON C
+    from workbench.models.image_to_image import build_app_model
+    torch.manual_seed(5)
+    small = {"wdsr": {"channels": 8, "blocks": 1}, "colornet": {"width": 8, "global_dim": 8},
+             "transformer_net": {"width": 8, "blocks": 1}}[name]
+    model = build_app_model(name, **small).eval()
+    bundle = build_bundle(model, tmp_path, shape)
+    x = torch.rand(1, *shape)
+    y, _ = bundle.run_emulated(x)
+    assert rel_err(y.numpy(), model(x).detach().numpy()) < 1e-4

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from workbench.codegen.host.build import build_numba
+from workbench.codegen.host.image_ops import activation, image_op
 from workbench.codegen.host.kernel import CompiledLayer
 from workbench.codegen.host.parallel import default_threads, run_jobs
 from workbench.codegen.host.plan import CPlan
@@ -29,12 +30,7 @@ from workbench.codegen.passes import optimize
 from workbench.codegen.schedule import Schedule
 
 
-def _act(y: np.ndarray, act: str) -> np.ndarray:
-    if act == "relu":
-        np.maximum(y, 0.0, out=y)
-    elif act == "relu6":
-        np.clip(y, 0.0, 6.0, out=y)
-    return y
+_act = activation
 
 
 def _split_mm(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
@@ -187,6 +183,8 @@ class CompiledNetwork:
             return Step(layer, lambda xs: xs[0].reshape(xs[0].shape[0], -1), "view", 0)
         if op == "act":
             return Step(layer, lambda xs: _act(xs[0].copy(), a["act"]), "library", 0)
+        if op in ("pixel_shuffle", "upsample", "concat", "broadcast", "instance_norm"):
+            return Step(layer, lambda xs: image_op(layer, xs), "library", 0)
         raise LRError(f"layer {layer.name!r}: op {op!r} has no runtime step")
 
     def _pointwise(self, layer: Layer) -> Callable[[list[np.ndarray]], np.ndarray]:

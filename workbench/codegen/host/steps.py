@@ -19,10 +19,13 @@ from workbench.codegen.c.blocked import (pack_depthwise_weights, pack_gemm_weigh
     render_blocked_relayout)
 from workbench.codegen.c.elementwise import (render_add, render_global_avgpool, render_maxpool,
     render_relayout)
+from workbench.codegen.c.image_ops import (render_broadcast, render_concat,
+    render_instance_norm, render_pixel_shuffle, render_unary, render_upsample)
 from workbench.codegen.c.fused import (channel_group, fused_geometry, pack_fused_weights,
     pack_projection_weights, render_depthwise_project, render_expand_depthwise)
 from workbench.codegen.host.build import build_c, build_numba
 from workbench.codegen.host.driver import Call
+from workbench.codegen.host.image_ops import activation
 from workbench.codegen.host.fusion import fused_depthwise, is_fused_expansion, is_fused_projection
 from workbench.codegen.host.kernel import CompiledLayer
 from workbench.codegen.host.layouts import _accepts, _preferred
@@ -203,6 +206,9 @@ class StepBuilder:
                 x = self.view(bufs, layer.inputs[0], n)
                 bufs[layer.name].reshape(n, -1)[:, :x[0].size] = x.reshape(n, -1)
             return CStep(layer, flatten, "library", 0)
+        if op in ("pixel_shuffle", "upsample", "concat", "instance_norm", "broadcast") or \
+                (op == "act" and self._one_phase(layer.inputs[0], layer.name)):
+            return self._image_op_step(layer)
         if op == "act":
             def act(bufs: dict[str, np.ndarray], n: int) -> None:
                 y = self.view(bufs, layer.name, n)
@@ -358,19 +364,51 @@ class StepBuilder:
         flat_in = len(self.shapes[src_v]) == 1 and self.layouts[src_v].image == cin
         return CStep(layer, linear, "generated", kern.kept, bind=bind if flat_in else None)
 
-    def _elementwise_step(self, layer: Layer, source: str, symbol: str) -> CStep:
-        """A step running a render_elementwise kernel `symbol(in..., out, n, threads)` on the
-        buffers of layer's inputs and output (addresses cached across calls)."""
+    def _image_op_step(self, layer: Layer) -> CStep:
+        """The apps' steps (c.image_ops) on one-phase, unblocked layouts (their values are
+        never blocked or phased: only convs read those)."""
+        a = layer.attrs
+        lays = [self.layouts[v] for v in (*layer.inputs, layer.name)]
+        if any(lay.phases != 1 or lay.cb != 1 for lay in lays):
+            raise LRError(f"layer {layer.name!r} ({layer.op}): its values are held in "
+                          f"{lays}; its kernel reads and writes one-phase plain layouts")
+        src, dst = lays[0], lays[-1]
+        if layer.op == "pixel_shuffle":
+            return self._elementwise_step(layer, render_pixel_shuffle(src, dst, int(a["upscale"])),
+                                          "wb_shuffle")
+        if layer.op == "upsample":
+            sh, sw = (int(s) for s in a["scale"])
+            return self._elementwise_step(layer, render_upsample(src, dst, sh, sw), "wb_upsample")
+        if layer.op == "concat":
+            return self._elementwise_step(layer, render_concat(lays[:-1], dst), "wb_concat")
+        if layer.op == "broadcast":
+            return self._elementwise_step(layer, render_broadcast(src, dst), "wb_broadcast")
+        if layer.op == "instance_norm":
+            consts = tuple(np.ascontiguousarray(layer.params[k], np.float32)
+                           for k in ("gamma", "beta"))
+            return self._elementwise_step(layer, render_instance_norm(src, dst, float(a["eps"]),
+                                                                      a["act"]),
+                                          "wb_inorm", consts)
+        return self._elementwise_step(layer, render_unary(src, dst, a["act"]), "wb_unary")
+
+    def _elementwise_step(self, layer: Layer, source: str, symbol: str,
+                          consts: tuple[np.ndarray, ...] = ()) -> CStep:
+        """A step running a generated kernel `symbol(in..., out, consts..., n, threads)` on
+        the buffers of layer's inputs and output (addresses cached across calls)."""
         names = (*layer.inputs, layer.name)
         fn = getattr(build_c(source), symbol)
-        fn.argtypes = [ctypes.c_void_p] * len(names) + [ctypes.c_int, ctypes.c_int]
+        fn.argtypes = [ctypes.c_void_p] * (len(names) + len(consts)) + [ctypes.c_int, ctypes.c_int]
         addr = _Addresses()
+        caddr = tuple(k.ctypes.data for k in consts)
 
         def run(bufs: dict[str, np.ndarray], n: int) -> None:
-            fn(*(addr(i, bufs[v]) for i, v in enumerate(names)), n, default_threads())
+            fn(*(addr(i, bufs[v]) for i, v in enumerate(names)), *caddr, n, default_threads())
 
         def bind(bufs: dict[str, np.ndarray], n: int) -> list[Call]:
-            return [(fn, (*(bufs[v].ctypes.data for v in names), n, default_threads()))]
+            # consts by reference: the closure keeps them alive (and the arm64 exporter
+            # finds them through it)
+            return [(fn, (*(bufs[v].ctypes.data for v in names),
+                          *(k.ctypes.data for k in consts), n, default_threads()))]
         return CStep(layer, run, "generated", 0, bind=bind)
 
     def _one_phase(self, *values: str) -> bool:
@@ -405,7 +443,4 @@ def _copier(src: Layout, dst: Layout) -> Any:
 
 
 def _act_inplace(y: np.ndarray, act: str) -> None:
-    if act == "relu":
-        np.maximum(y, 0.0, out=y)
-    elif act == "relu6":
-        np.clip(y, 0.0, 6.0, out=y)
+    activation(y, act)
