@@ -85,3 +85,20 @@ def test_extra_loss_and_after_step_hooks(digits):
 def test_bad_config_is_explained():
     with pytest.raises(ValueError, match="optimizer must be"):
         TrainConfig(optimizer="rmsprop")
+
+
+def test_a_fresh_loader_shuffles_epoch_k_as_an_uninterrupted_one_does():
+    # a resumed run makes a new loader and starts at epoch k: same batches as epoch k of the
+    # run that never stopped (manual_seed changes initial_seed: reading it back would drift)
+    from torch.utils.data import TensorDataset
+
+    from workbench.data import make_loader
+    from workbench.train import _set_epoch
+    data = TensorDataset(torch.arange(64).float(), torch.zeros(64))
+    first = make_loader(data, 8, shuffle=True, seed=3)
+    for epoch in range(4):
+        _set_epoch(first, epoch)
+        order = torch.cat([x for x, _ in first])
+    resumed = make_loader(data, 8, shuffle=True, seed=3)
+    _set_epoch(resumed, 3)
+    assert torch.equal(torch.cat([x for x, _ in resumed]), order)

@@ -21,6 +21,8 @@ EXPERIMENTS: dict[str, tuple[str, str, str]] = {
                        "Table 1: six pruning schemes at one rate"),
     "pruning-characteristics": ("workbench.experiments.pruning", "characteristics_table",
                                 "8x pattern+connectivity models, accuracy before/after"),
+    "apps": ("workbench.experiments.apps", "run",
+             "demo paper Table 1: style transfer, coloring, super resolution, pruned + compiled"),
 }
 
 

@@ -107,7 +107,12 @@ def _set_epoch(loader: Batches, epoch: int) -> None:
     if hasattr(loader, "set_epoch"):
         loader.set_epoch(epoch)
     elif isinstance(loader, torch.utils.data.DataLoader) and loader.generator is not None:
-        loader.generator.manual_seed(loader.generator.initial_seed() + epoch)
+        # seed + epoch from the seed the loader was made with: manual_seed changes
+        # initial_seed(), so reading it back each epoch would drift (s, s+1, s+3, ...) and a
+        # resumed run (fresh loader) would see other batches than an uninterrupted one
+        if not hasattr(loader, "_wb_base_seed"):
+            loader._wb_base_seed = loader.generator.initial_seed()
+        loader.generator.manual_seed(loader._wb_base_seed + epoch)
 
 
 @torch.no_grad()
