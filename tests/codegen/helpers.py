@@ -36,3 +36,18 @@ def rel_err(y: np.ndarray, ref: np.ndarray) -> float:
     scale = float(np.abs(ref).max()) if ref.size else 0.0
     diff = float(np.abs(y - ref).max()) if ref.size else 0.0
     return diff / scale if scale > 0 else diff
+
+
+def column_pruned(rng: np.random.Generator, o: int, c: int, k: int, keep: float,
+                  empty_channel: bool = False) -> np.ndarray:
+    """Random W: (o, c, k, k) float32 with whole im2col columns removed, as column pruning
+    does: tap (ci, y, x) is kept (non-zero) in every filter or in none, a fraction `keep` of
+    them (1.0 keeps every column); empty_channel: channel 0 keeps none."""
+    w = rng.standard_normal((o, c, k, k)).astype(np.float32)
+    cols = rng.random((c, k, k)) < keep
+    if empty_channel:
+        cols[0] = False
+    w[:, ~cols] = 0.0
+    w[w == 0] = 0.5   # no kept weight is exactly zero (it would be a pattern, not a column)
+    w[:, ~cols] = 0.0
+    return w

@@ -40,3 +40,16 @@ def test_pattern_table_reproduces_the_mask(o: int, c: int, keep: float, seed: in
     assert kp.num_patterns <= len(PATTERNS8)
     # Ids follow (tap count, bits), not the order kernels appear in.
     assert analyse(w[::-1].copy()).patterns.tolist() == kp.patterns.tolist()
+
+
+def test_kept_columns_and_column_density() -> None:
+    from .helpers import column_pruned
+    rng = np.random.default_rng(6)
+    w = column_pruned(rng, 5, 3, 3, 0.4, empty_channel=True)
+    kp = analyse(w)
+    cols = kp.kept_columns()
+    assert cols == sorted(cols) and all(c != 0 for c, _, _ in cols)
+    assert np.array_equal(kp.columns(), (w != 0).any(axis=0).reshape(3, 9))
+    assert kp.column_density == 1.0
+    # filters keeping different taps: below 1 (pattern pruning)
+    assert analyse(pattern_pruned(rng, 8, 8, 0.5)).column_density < 0.6

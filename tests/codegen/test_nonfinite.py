@@ -142,6 +142,8 @@ def _pruned_conv(rng: np.random.Generator, c: int, o: int, k: int, stride: int, 
         elif prune == "connectivity":
             keep = torch.from_numpy(rng.random((o, c // groups, 1, 1)) < 0.5)
             conv.weight.mul_(keep)
+        elif prune == "column":   # whole im2col columns, as the column kernel runs them
+            conv.weight.mul_(torch.from_numpy(rng.random((1, c // groups, k, k)) < 0.4))
     return conv
 
 
@@ -154,7 +156,7 @@ POOLS = {"none": nn.Identity, "max2": lambda: nn.MaxPool2d(2),
          "gap": lambda: nn.AdaptiveAvgPool2d(1)}
 # the C kernel kinds a layer can take (c.render.kernel_kind falls back where one does not apply)
 C_KERNELS = {"pointwise": ("gemm", "pattern"), "depthwise": ("depthwise", "pattern", "taps"),
-             "dense": ("pattern", "taps", "pblock", "direct")}
+             "dense": ("pattern", "taps", "pblock", "direct", "column")}
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -162,9 +164,9 @@ C_KERNELS = {"pointwise": ("gemm", "pattern"), "depthwise": ("depthwise", "patte
        h=st.integers(2, 11), w=st.integers(2, 13),
        shape=st.sampled_from(["dense", "dense", "pointwise", "depthwise"]),
        k=st.sampled_from([3, 3, 5]), stride=st.sampled_from([1, 2]), padding=st.integers(0, 2),
-       prune=st.sampled_from(["none", "pattern", "connectivity"]),
+       prune=st.sampled_from(["none", "pattern", "connectivity", "column"]),
        act=st.sampled_from(sorted(ACTS)), pool=st.sampled_from(sorted(POOLS)),
-       kernel=st.integers(0, 3), in_bad=st.integers(0, 4), w_bad=st.integers(0, 2),
+       kernel=st.integers(0, 4), in_bad=st.integers(0, 4), w_bad=st.integers(0, 2),
        seed=st.integers(0, 2**16))
 def test_random_layers_put_non_finite_values_where_pytorch_does(
         emitter: str, c: int, o: int, h: int, w: int, shape: str, k: int, stride: int,

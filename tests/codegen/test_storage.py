@@ -90,3 +90,16 @@ def test_the_gemm_blocks_skip_channels_a_pointwise_pruned_group_dropped() -> Non
     for tile_o in (4, 8, 16):   # a tile inside a 16-filter group visits only the group's channels
         bs = pack_block_sparse(w[:, :, 0, 0].astype(np.float32), tile_o)
         np.testing.assert_array_equal(np.diff(bs.cptr), np.repeat(kept, 16 // tile_o))
+
+
+def test_pack_columns_puts_a_groups_filters_side_by_side() -> None:
+    from workbench.codegen.storage import pack_columns
+    from .helpers import column_pruned
+    w = column_pruned(np.random.default_rng(5), 7, 4, 3, 0.4, empty_channel=True)
+    cols = analyse(w).kept_columns()
+    packed = pack_columns(w, cols, 3)                 # (ceil(7 / 3), K, 3)
+    assert packed.shape == (3, len(cols), 3) and packed.flags.c_contiguous
+    for k, (c, dy, dx) in enumerate(cols):
+        np.testing.assert_array_equal(packed[:, k].reshape(-1)[:7], w[:, c, dy, dx])
+    assert not packed[2, :, 1:].any()                 # padded filters are zero
+    assert pack_columns(np.zeros((2, 3, 3, 3), np.float32), [], 4).shape == (1, 0, 4)

@@ -225,6 +225,33 @@ def is_direct_candidate(layer: Layer) -> bool:
         tuple(a["kernel"]) != (1, 1)
 
 
+# At or above this share of O x kept columns non-zero, a layer is column-shaped: a few
+# weights that train to exactly 0 inside kept columns do not change the kernel's choice.
+COLUMN_DENSITY = 0.95
+
+
+def is_column_shaped(layer: Layer) -> bool:
+    """A non-1x1 conv with one group whose filters keep the same taps of each input channel
+    (KernelPatterns.column_density >= COLUMN_DENSITY): column pruning's im2col columns, or a
+    dense layer. The column kernel (c.column) runs these as a dense GEMM over kept columns."""
+    a = layer.attrs
+    return int(a["groups"]) == 1 and not is_pointwise_layer(layer) and \
+        layer.kernel_patterns.column_density >= COLUMN_DENSITY
+
+
+def is_dense_layer(layer: Layer) -> bool:
+    """Every weight of the conv is kept (no pruning left a zero weight)."""
+    kp = layer.kernel_patterns
+    return kp.kept_weights == kp.total_kernels * kp.kernel_shape[0] * kp.kernel_shape[1]
+
+
+def is_column_pruned(layer: Layer) -> bool:
+    """A column-shaped conv with some column removed (not dense): the layers an untuned
+    schedule and the tuner's space give the column kernel. Dense layers keep the kernels
+    (and logged bests) they had: there the column kernel only ties or wins by up to 20%."""
+    return is_column_shaped(layer) and not is_dense_layer(layer)
+
+
 def reads_plain_stride2(layer: Layer) -> bool:
     """True for the stride-2 convs whose kernels read the plain buffer through one in-lane
     shuffle per vector (depthwise, and the few-channel convs the direct kernel runs). The

@@ -48,6 +48,27 @@ class KernelPatterns:
         kp = self.kernel_pattern[self.kernel_pattern >= 0]
         return int(counts[kp].sum()) if kp.size else 0
 
+    def columns(self) -> np.ndarray:
+        """(Cg, kh*kw) bool: tap t of input channel c is kept by at least one filter (a
+        column of the im2col GEMM, which column pruning keeps or removes for all filters)."""
+        cg = self.kernel_pattern.shape[1]
+        out = np.zeros((cg, self.patterns.shape[1]), bool)
+        for p in range(self.num_patterns):
+            out |= (self.kernel_pattern == p).any(axis=0)[:, None] & self.patterns[p][None, :]
+        return out
+
+    def kept_columns(self) -> list[tuple[int, int, int]]:
+        """The kept GEMM columns as (input channel, dy, dx), channel-major then row-major."""
+        kw = self.kernel_shape[1]
+        return [(int(c), int(t) // kw, int(t) % kw) for c, t in zip(*np.nonzero(self.columns()))]
+
+    @property
+    def column_density(self) -> float:
+        """Kept weights over O x kept columns: 1.0 when every filter keeps every kept column
+        (column pruning, or a dense layer), lower when filters keep different taps."""
+        o = self.kernel_pattern.shape[0]
+        return self.kept_weights / max(1, o * int(self.columns().sum()))
+
 
 def analyse(weight: np.ndarray) -> KernelPatterns:
     """Patterns of W: (O, Cg, kh, kw); a tap is kept where any weight is non-zero."""

@@ -260,3 +260,18 @@ def pack_direct(weight: np.ndarray, tile_o: int) -> np.ndarray:
     out = np.zeros((nob * tile_o, c, kh * kw), np.float32)
     out[:o] = w.reshape(o, c, kh * kw)
     return np.ascontiguousarray(out.reshape(nob, tile_o, c, kh * kw).transpose(0, 2, 3, 1))
+
+
+def pack_columns(weight: np.ndarray, columns: list[tuple[int, int, int]],
+                 tile_o: int) -> np.ndarray:
+    """W: (O, C, kh, kw) float32 over its kept columns (c, dy, dx), as render_c's column
+    kernel reads it: (ceil(O / tile_o), K, tile_o), a group's tile_o filters side by side for
+    each column, zero-padded filters in the last group (a sequential walk per group)."""
+    w = np.asarray(weight, np.float32)
+    o = w.shape[0]
+    ngroups = -(-o // tile_o)
+    out = np.zeros((ngroups * tile_o, len(columns)), np.float32)
+    if columns:
+        c, dy, dx = (np.array(v, np.int64) for v in zip(*columns))
+        out[:o] = w[:, c, dy, dx]
+    return np.ascontiguousarray(out.reshape(ngroups, tile_o, len(columns)).transpose(0, 2, 1))

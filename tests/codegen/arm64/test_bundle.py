@@ -206,3 +206,19 @@ def test_the_demo_apps_run_under_qemu_and_match_pytorch(name: str, shape: tuple[
     x = torch.rand(1, *shape)
     y, _ = bundle.run_emulated(x)
     assert rel_err(y.numpy(), model(x).detach().numpy()) < 1e-4
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_a_column_pruned_layer_runs_the_column_kernel_under_qemu(stride: int,
+                                                                 tmp_path: Path) -> None:
+    from ..helpers import column_pruned
+    rng = np.random.default_rng(stride)
+    conv = nn.Conv2d(8, 6, 3, stride, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(column_pruned(rng, 6, 8, 3, 0.3, empty_channel=True)))
+    model = nn.Sequential(conv, nn.ReLU()).eval()
+    prog = export_plan(model, (8, 9, 13), batch=2)
+    assert any("column kernel" in src.splitlines()[0] for _, src in prog.kernels)
+    bundle = build_bundle(model, tmp_path, (8, 9, 13), batch=2)
+    x = torch.randn(2, 8, 9, 13)
+    assert rel_err(bundle(x).numpy(), model(x).detach().numpy()) < 1e-5

@@ -274,3 +274,36 @@ def test_records_of_another_cpu_are_not_replayed(tmp_path: Path,
     assert log.best(sig, tune.target_id("c"), 1) is None
     tune_layer(layer, shape, "c", trials=2, log=log, threads=1, repeats=1)
     assert len(log.records()) > 1
+
+
+def test_column_pruned_layers_add_the_column_space() -> None:
+    from workbench.codegen.schedule import column_space
+    from ..helpers import column_pruned
+    rng = np.random.default_rng(3)
+    col = conv_layer(column_pruned(rng, 8, 8, 3, 0.3), padding=1)
+    kinds = [s.kernel for s in conv_space(col, "c", vector=8)]
+    # register tiles x loop orders x prefetch
+    assert kinds.count("column") == len(column_space(8)) == 5 * 2 * 2
+    assert len(kinds) == len(conv_space(_layer(), "c", vector=8)) + len(column_space(8))
+    # dense layers and pattern-pruned ones keep their space (and their logged bests)
+    dense = conv_layer(rng.standard_normal((8, 8, 3, 3)).astype(np.float32), padding=1)
+    assert "column" not in {s.kernel for s in conv_space(dense, "c", vector=8)}
+    assert "column" not in {s.kernel for s in conv_space(_layer(), "c", vector=8)}
+
+
+@pytest.mark.needs_cc
+def test_column_layer_logged_without_column_candidates_is_tuned_again(tmp_path: Path) -> None:
+    from workbench.codegen.host.tune import target_id
+    from workbench.codegen.schedule import Schedule
+    from ..helpers import column_pruned
+    layer = conv_layer(column_pruned(np.random.default_rng(4), 6, 5, 3, 0.3), padding=1)
+    shape = (5, 9, 9)
+    log = TuningLog(tmp_path / "tune.jsonl")
+    log.append({"signature": layer_signature(layer, shape), "target": target_id("c"),
+                "threads": 1, "ms": 1e-6, "schedule": Schedule().to_dict(),
+                "version": LOG_VERSION})
+    best = tune_layer(layer, shape, "c", trials=2, log=log, threads=1, repeats=1)
+    recs = log.records()
+    assert len(recs) > 1 and any(r["schedule"]["kernel"] == "column" for r in recs[1:])
+    assert tune_layer(layer, shape, "c", trials=2, log=log, threads=1, repeats=1) == best
+    assert len(log.records()) == len(recs)

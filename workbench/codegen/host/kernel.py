@@ -21,10 +21,10 @@ from workbench.codegen.host.render_numba import render_numba
 from workbench.codegen.inputs import float32_input, is_torch
 from workbench.codegen.ir import ConvIR, Layout, conv_ir, is_pointwise_layer
 from workbench.codegen.lr import Layer, LRError, conv_layer
-from workbench.codegen.schedule import (Schedule, c_default_schedule, default_schedule,
-    depthwise_default_schedule, direct_default_schedule)
+from workbench.codegen.schedule import (Schedule, c_default_schedule, column_default_schedule,
+    default_schedule, depthwise_default_schedule, direct_default_schedule)
 from workbench.codegen.storage import (FKW, BlockSparse, TapPack, pack, pack_block_sparse,
-    pack_blocked, pack_direct, pack_taps)
+    pack_blocked, pack_columns, pack_direct, pack_taps)
 
 EMITTERS = ("numba", "c")
 
@@ -92,7 +92,8 @@ class CompiledLayer:
         self._taps: dict[tuple, TapPack] = {}
         self._bs: BlockSparse | None = None
         self._pb: FKW | None = None   # the pblock kernel's (block, pattern) packing
-        self._dense_w: dict[tuple, np.ndarray] = {}   # depthwise / direct kernels' weights
+        # depthwise / direct / column kernels' weights (by layout; column also by tile_o)
+        self._dense_w: dict[tuple, np.ndarray] = {}
         self._addrs: dict[str, tuple[np.ndarray, int]] = {}
         self.source = ""
         if emitter == "numba":
@@ -128,8 +129,9 @@ class CompiledLayer:
                                                    if pw else 0)
                 special = default_kernel(ir)
                 if special:
-                    self.schedule = depthwise_default_schedule(vec) if special == "depthwise" \
-                        else direct_default_schedule(vec)
+                    self.schedule = {"depthwise": depthwise_default_schedule,
+                                     "direct": direct_default_schedule,
+                                     "column": column_default_schedule}[special](vec)
             self.source = render_c(ir, self.schedule)
             lib = build_c(self.source)
             if is_pointwise_layer(self.lr):
@@ -147,6 +149,14 @@ class CompiledLayer:
             if uses_pblock(ir, self.schedule) and self._pb is None:
                 self._pb = pack_blocked(self.fkw, ir.cg, int(self.schedule.cblock))
             kind = kernel_kind(ir, self.schedule)
+            if kind == "column":
+                # the offsets are literals in the source: one packing serves every layout
+                key = ("column", int(self.schedule.tile_o))
+                if key not in self._dense_w:
+                    self._dense_w[key] = pack_columns(
+                        self.lr.params["weight"], self.lr.kernel_patterns.kept_columns(),
+                        max(1, min(int(self.schedule.tile_o), ir.o)))
+                self._dense_w[(h, w, src, dst)] = self._dense_w[key]
             if kind in ("depthwise", "direct"):
                 wt = np.asarray(self.lr.params["weight"], np.float32)
                 self._dense_w[(h, w, src, dst)] = np.ascontiguousarray(

@@ -30,12 +30,13 @@ from workbench.codegen.c.gemm import gemm_can_read_in_place
 from workbench.codegen.host.build import build_c, cpu_id, host_vector_width, last_level_cache_bytes
 from workbench.codegen.host.kernel import CompiledLayer
 from workbench.codegen.host.parallel import default_threads
-from workbench.codegen.ir import (conv_ir, is_depthwise_layer, is_direct_candidate,
-    is_pointwise_layer, reads_plain_stride2)
+from workbench.codegen.ir import (conv_ir, is_column_pruned, is_depthwise_layer,
+    is_direct_candidate, is_pointwise_layer, reads_plain_stride2)
 from workbench.codegen.lr import LR, Layer, out_shape
 from workbench.codegen.schedule import (Schedule, ScheduleSpace, UnionSpace, c_default_schedule,
-    default_schedule, depthwise_default_schedule, depthwise_space, direct_default_schedule,
-    direct_space, gemm_space, pblock_space, taps_default_schedule)
+    column_default_schedule, column_space, default_schedule, depthwise_default_schedule,
+    depthwise_space, direct_default_schedule, direct_space, gemm_space, pblock_space,
+    taps_default_schedule)
 
 # 2: the C space gained the taps kernel (Schedule.kernel, cblock); version-1 records (no
 # "version" field) hold bests chosen without it
@@ -123,8 +124,9 @@ def conv_space(layer: Layer, emitter: str, vector: int | None = None,
     """The candidate schedules of a conv layer for an emitter (see Schedule for the knobs):
     for C convolutions the pattern kernel's knobs, plus the taps kernel's where it applies
     (not on a plain stride-2 buffer, which needs lane gathers) and the direct
-    kernel's for dense convs with few input channels, and on stride 1 the pblock kernel's;
-    depthwise layers search only the depthwise kernel. Given in_shape, on a 16-float host
+    kernel's for dense convs with few input channels, and on stride 1 the pblock kernel's,
+    and the column kernel's for column-pruned layers (ir.is_column_pruned); depthwise layers search
+    only the depthwise kernel. Given in_shape, on a 16-float host
     every candidate also in 8-float vectors where the output fills them better
     (narrow_vector)."""
     if emitter == "numba":
@@ -151,8 +153,10 @@ def conv_space(layer: Layer, emitter: str, vector: int | None = None,
     taps = ScheduleSpace.of(Schedule(kernel="taps"), tile_h=_whole_plane((2, 3, 4), ho),
                             tile_w=(2, 3, 4) if vec == 8 else (2, 4, 6),
                             cblock=(8, 16, 32), loop_order=("filter_cols", "cols_filter"))
+    column = column_space(vec).parts if is_column_pruned(layer) else ()
     return _also_narrow(UnionSpace((*getattr(pattern, "parts", (pattern,)), taps,
-                                    *pblock_space(vec).parts)), narrow)
+                                    *pblock_space(vec).parts, *column)), narrow)
+
 
 
 @dataclass
@@ -185,11 +189,14 @@ class TuningLog:
         return out
 
     def best(self, signature: str, target: str, threads: int,
-             needs_vector: int | None = None) -> Schedule | None:
+             needs_vector: int | None = None, needs_kernel: str | None = None
+             ) -> Schedule | None:
         """The schedule the tuner last picked for (signature, target, threads) under
         LOG_VERSION (else the fastest logged), or None; TuningLogError if the key was measured only under another version. needs_vector:
         None too unless some record ran that many floats per vector (a log written before
-        conv_space added those candidates has none)."""
+        conv_space added those candidates has none); needs_kernel: likewise unless some record
+        ran that Schedule.kernel (conv_space added the column kernel's candidates after version
+        8, without a new version: no other layer's space changed)."""
         hits = [r for r in self.records() if r.get("signature") == signature and
                 r.get("target") == target and r.get("threads") == threads]
         current = [r for r in hits if r.get("version", 1) == LOG_VERSION]
@@ -206,6 +213,9 @@ class TuningLog:
         hits = current
         if not hits or (needs_vector is not None and
                         not any(r["schedule"].get("vector") == needs_vector for r in hits)):
+            return None
+        if needs_kernel is not None and not any(r["schedule"].get("kernel") == needs_kernel
+                                                for r in hits):
             return None
         picks = [r for r in hits if r.get("pick")]
         if picks:
@@ -311,8 +321,10 @@ def tune_layer(layer: Layer, in_shape: tuple[int, int, int], emitter: str = "c",
     sig, target = layer_signature(layer, in_shape), target_id(emitter)
     narrow = narrow_vector(layer, in_shape, host_vector_width()) if emitter == "c" else None
     if not retune:
-        # a layer logged before its 8-float candidates existed is measured again
-        hit = log.best(sig, target, threads, needs_vector=narrow if space is None else None)
+        # a layer logged before its 8-float (or column-kernel) candidates existed is measured again
+        hit = log.best(sig, target, threads, needs_vector=narrow if space is None else None,
+                       needs_kernel="column" if space is None and emitter == "c" and
+                       is_column_pruned(layer) else None)
         if hit is not None:
             if debug():
                 print(f"# workbench tune: replay {sig} -> {hit.to_dict()}")
@@ -330,6 +342,8 @@ def tune_layer(layer: Layer, in_shape: tuple[int, int, int], emitter: str = "c",
             firsts = [depthwise_default_schedule(vec)]
         elif is_direct_candidate(layer):
             firsts.append(direct_default_schedule(vec))
+        if any(sch.kernel == "column" for sch in space):
+            firsts.append(column_default_schedule(vec))
         if narrow is not None and any(sch.vector == narrow for sch in space):
             # the space doubled: so do the trials, the defaults measured in both widths
             firsts += [f.with_(vector=narrow) for f in firsts]
