@@ -273,11 +273,13 @@ def prune_app(name: str, model: nn.Module, rate: float, data: Pairs, loss_fn: Lo
     # rho defaults 10x below ADMM's: the apps' L1 and relative style losses are ~0.01-1, an
     # order of magnitude below a classifier's cross-entropy, and the penalty must not swamp them.
     admm = ADMM(config, rho=rho, rho_growth=rho_growth, rho_max=rho_max)
-    spec = {"app": model_name, "rate": float(rate), "pointwise_rate": pointwise_rate, "rho": rho, "rho_growth": rho_growth,
+    spec = {"app": model_name, "rate": float(rate), "rho": rho, "rho_growth": rho_growth,
             "rho_max": rho_max, "tensors": [g["tensor"] for g in config],
             "schemes": sorted({_scheme_name(g) for g in config}),
             # The patterns come from the dense weights: another dense model is another run.
             "patterns": _taps(config[0].get("patterns"))}
+    if pointwise_rate is not None:      # absent otherwise: runs made before it stay valid
+        spec["pointwise_rate"] = float(pointwise_rate)
     return admm_prune_app(model, admm, data, loss_fn, quality, admm_cfg, retrain_cfg, work_dir,
                           spec=spec, **kwargs)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from workbench.codegen.c.blocked import depthwise_src_need
-from workbench.codegen.host.fusion import fused_depthwise, is_fused_projection
+from workbench.codegen.host.fusion import fused_depthwise, is_fused_pointwise, is_fused_projection
 from workbench.codegen.ir import (Layout, conv_ir, conv_src_layout, is_depthwise_layer,
     is_pointwise_layer, pointwise_src_layout)
 from workbench.codegen.lr import Layer, LRError
@@ -30,7 +30,7 @@ def blocked_max_pixels() -> int:
 
 def blocked_capable(layer: Layer) -> bool:
     """True for the convs render_blocked has a kernel for: 1x1 stride 1, depthwise undilated."""
-    if layer.op != "conv2d" or is_fused_projection(layer):
+    if layer.op != "conv2d" or is_fused_projection(layer) or is_fused_pointwise(layer):
         return False
     a = layer.attrs
     if is_pointwise_layer(layer):

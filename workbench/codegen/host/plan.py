@@ -21,8 +21,8 @@ from workbench.codegen.c.elementwise import render_clear_border
 from workbench.codegen.host.arena import arena_floats, arena_offsets, assign_slots, border_clears
 from workbench.codegen.host.build import build_c, host_vector_width
 from workbench.codegen.host.driver import BoundCalls, Call
-from workbench.codegen.host.fusion import (fuse_expansions, fuse_projections, fuse_residual_adds,
-    is_fused_expansion, is_fused_projection)
+from workbench.codegen.host.fusion import (fuse_expansions, fuse_pointwise_pairs,
+    fuse_projections, fuse_residual_adds, is_fused_expansion, is_fused_projection)
 from workbench.codegen.host.layouts import (_accepts, _merge, _preferred, blocked_capable,
     blocked_max_pixels)
 from workbench.codegen.host.parallel import default_threads
@@ -68,10 +68,10 @@ class CPlan:
 
     def __init__(self, lr: LR, schedule_for: Callable[[Layer], Schedule | None]) -> None:
         lr, fused_given = fuse_residual_adds(lr, schedule_for)
-        lr = fuse_projections(fuse_expansions(lr))
+        self.vector = host_vector_width()
+        lr = fuse_pointwise_pairs(fuse_projections(fuse_expansions(lr)), self.vector)
         self.lr = lr
         self.shapes = lr.shapes()
-        self.vector = host_vector_width()
         self.readers: dict[str, list[Layer]] = {}
         for layer in lr.layers:
             for v in layer.inputs:

@@ -23,10 +23,13 @@ from workbench.codegen.c.image_ops import (render_broadcast, render_concat,
     render_instance_norm, render_pixel_shuffle, render_unary, render_upsample)
 from workbench.codegen.c.fused import (channel_group, fused_geometry, pack_fused_weights,
     pack_projection_weights, render_depthwise_project, render_expand_depthwise)
+from workbench.codegen.c.fused_pointwise import (pack_pair_weights, pair_geometry,
+    render_pointwise_pair)
 from workbench.codegen.host.build import build_c, build_numba
 from workbench.codegen.host.driver import Call
 from workbench.codegen.host.image_ops import activation
-from workbench.codegen.host.fusion import fused_depthwise, is_fused_expansion, is_fused_projection
+from workbench.codegen.host.fusion import (fused_depthwise, is_fused_expansion,
+    is_fused_pointwise, is_fused_projection)
 from workbench.codegen.host.kernel import CompiledLayer
 from workbench.codegen.host.layouts import _accepts, _preferred
 from workbench.codegen.host.linear import LinearKernel
@@ -138,6 +141,8 @@ class StepBuilder:
             return self._fused_expansion_step(layer)
         if is_fused_projection(layer):
             return self._fused_projection_step(layer)
+        if is_fused_pointwise(layer):
+            return self._fused_pointwise_step(layer)
         if op == "conv2d":
             ins = self._conv_inputs(layer)
             c, h, w = self.shapes[ins.src_v]
@@ -336,6 +341,41 @@ class StepBuilder:
         st = CStep(layer, run, "generated", fmas, bind=bind)
         ins.record(st, self.layouts)
         return st
+
+    def _fused_pointwise_step(self, layer: Layer) -> CStep:
+        """A 1x1 expansion fused with its 1x1 reduction (c.fused_pointwise), reading its input
+        in place (plain and one-phase: a value is held blocked or phased only for readers
+        with such kernels, which this one is not) and writing the output's layout."""
+        a, p = layer.attrs, layer.params
+        v = layer.inputs[0]
+        c, h, w = self.shapes[v]
+        m, o = int(a["pointwise_expand"]["channels"]), int(a["out_channels"])
+        src_lay, dst_lay = self.layouts[v], self.layouts[layer.name]
+        if src_lay.phases != 1 or src_lay.cb != 1:
+            raise LRError(f"layer {layer.name!r}: a fused 1x1 pair reads a plain one-phase "
+                          f"input, not {src_lay}")
+        geo = pair_geometry(c, m, o, h, w, self.vector)
+        source = render_pointwise_pair(geo, src_lay, dst_lay, a["pointwise_expand"]["act"],
+                                       a["act"])
+        if debug():
+            print(f"# workbench: C kernel for fused 1x1 pair {layer.name}\n{source}")
+        fn = build_c(source).wb_pwpair
+        fn.argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_int, ctypes.c_int]
+        consts = pack_pair_weights(p["expand_weight"], p["expand_bias"], p["weight"], p["bias"],
+                                   geo)
+
+        def bind(bufs: dict[str, np.ndarray], n: int) -> list[Call]:
+            # consts by reference: the closure keeps them alive (the arm64 exporter finds
+            # them through it)
+            return [(fn, (bufs[v].ctypes.data, bufs[layer.name].ctypes.data,
+                          *(k.ctypes.data for k in consts), n, default_threads()))]
+
+        def run(bufs: dict[str, np.ndarray], n: int) -> None:
+            for f, args in bind(bufs, n):
+                f(*args)
+        # (channel, tile) pairs each half visits: cptr's ends
+        fmas = (int(consts[1][-1]) * geo.to1 + int(consts[5][-1]) * geo.to2) * h * w
+        return CStep(layer, run, "generated", fmas, bind=bind)
 
     def _relayout(self, v: str, to: Layout) -> Any:
         """The C kernel copying value v from its layout into `to` (render_relayout)."""
