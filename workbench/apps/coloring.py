@@ -2,7 +2,7 @@
 
     train_coloring     fit a ColorNet on ColorPairs (L / 100 -> ab / 110), L1 or MSE on ab
     evaluate_coloring  PSNR on ab (data range 220: ab in [-110, 110]) and on the merged RGB, of
-                       the model and of the grey baseline (ab = 0), over held-out photos
+                       the model and of the grey baseline (ab = 0), over held-out photos (CSet14)
     colorize           RGB in, RGB out: L kept, ab predicted, merged back
 
 L1 gives less washed-out colours than MSE (MSE averages plausible colours towards grey, Zhang
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workbench.apps.images import (bundled_split, crop_to_multiple, from_batch, pad_to_multiple,
+from workbench.apps.images import (crop_to_multiple, eval_photos, from_batch, pad_to_multiple,
                                    to_batch)
 from workbench.apps.pairs import ColorPairs
 from workbench.apps.quality import AB_SCALE, merge_lab, psnr, split_lab
@@ -60,9 +60,11 @@ def predict_ab(model: ColorNet, l_norm: torch.Tensor, device: str | torch.device
 
 def evaluate_coloring(model: ColorNet, photos: list[np.ndarray] | None = None,
                       device: str | torch.device = "auto") -> dict[str, float | int]:
-    """Mean PSNR (dB) on ab and on RGB over photos (default the held-out bundled photo), and grey's."""
+    """Mean PSNR (dB) on ab and on RGB over photos (default CSet14, else the held-out bundled
+    photo), and grey's."""
     if photos is None:
-        photos = bundled_split()[1]
+        # CSet14 when present (never trained on), else the held-out bundled photo
+        photos = eval_photos(("CSet14",))[1]
     rows = []
     for photo in photos:
         rgb, _ = to_batch(crop_to_multiple(photo, MULTIPLE))
