@@ -270,6 +270,21 @@ def pack_projection_weights(wp: np.ndarray, to: int) -> tuple[np.ndarray, np.nda
     return bs.wpk, bs.cptr, bs.clist
 
 
+def accumulate_channels(to: int, nv: int, vw: int, row_of: str) -> list[str]:
+    """C lines: to x nv accumulators a{t}_0_{j} from bias, summed over the ne kept channels
+    cl (row_of: the C expression of channel cl[e]'s input row), weights w (to per channel)."""
+    L = [f"  vf a{t}_0_{j} = vdup(bias[{t}]);" for t in range(to) for j in range(nv)]
+    L += [f"  for (int e = 0; e < ne; ++e, w += {to}) {{",
+          f"    const float *x = {row_of};"]
+    L += [f"    const vf xv{j} = vld(x + {vw * j});" for j in range(nv)]
+    for t in range(to):
+        L.append(f"    {{ const vf wv = vdup(w[{t}]);")
+        L += [f"      a{t}_0_{j} += wv * xv{j};" for j in range(nv)]
+        L.append("    }")
+    L.append("  }")
+    return L
+
+
 def _project_tile(m: int, to: int, nv: int, row: int, dst: Layout, wo: int, act: str,
                   res: bool, vw: int) -> list[str]:
     """static void pj_{nv}: to filters x nv vectors (columns x0..) of output row oy from the
@@ -279,15 +294,7 @@ def _project_tile(m: int, to: int, nv: int, row: int, dst: Layout, wo: int, act:
          "    const float *restrict w, const int32_t *restrict cl, int ne,",
          "    const float *restrict bias, float *restrict ys,",
          "    const float *restrict rs, int oy, int x0) {"]
-    L += [f"  vf a{t}_0_{j} = vdup(bias[{t}]);" for t in range(to) for j in range(nv)]
-    L += [f"  for (int e = 0; e < ne; ++e, w += {to}) {{",
-          f"    const float *x = rb + (size_t)cl[e] * {row} + x0;"]
-    L += [f"    const vf xv{j} = vld(x + {vw * j});" for j in range(nv)]
-    for t in range(to):
-        L.append(f"    {{ const vf wv = vdup(w[{t}]);")
-        L += [f"      a{t}_0_{j} += wv * xv{j};" for j in range(nv)]
-        L.append("    }")
-    L.append("  }")
+    L += accumulate_channels(to, nv, vw, f"rb + (size_t)cl[e] * {row} + x0")
     for t in range(to):
         if res:
             L.append(f"  {{ const float *rr = rs + (size_t){t} * {dst.chan} + "

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from workbench.codegen.c.fused import accumulate_channels
 from workbench.codegen.c.prelude import PRELUDE, _act, _lanes, _store_lines, even_split
 from workbench.codegen.ir import Layout
 from workbench.codegen.lr import LRError
@@ -98,16 +99,7 @@ def pack_pair_weights(we: np.ndarray, be: np.ndarray, wr: np.ndarray, br: np.nda
 def _accumulate(to: int, nv: int, stride: int, vw: int) -> list[str]:
     """The body of a register tile: to x nv accumulators from bias, summed over the ne
     channels cl of the panel p (rows `stride` floats apart), weights w (to per channel)."""
-    L = [f"  vf a{t}_0_{j} = vdup(bias[{t}]);" for t in range(to) for j in range(nv)]
-    L += [f"  for (int e = 0; e < ne; ++e, w += {to}) {{",
-          f"    const float *x = p + (size_t)cl[e] * {stride};"]
-    L += [f"    const vf xv{j} = vld(x + {vw * j});" for j in range(nv)]
-    for t in range(to):
-        L.append(f"    {{ const vf wv = vdup(w[{t}]);")
-        L += [f"      a{t}_0_{j} += wv * xv{j};" for j in range(nv)]
-        L.append("    }")
-    L.append("  }")
-    return L
+    return accumulate_channels(to, nv, vw, f"p + (size_t)cl[e] * {stride}")
 
 
 def _expand_tile(g: PairGeometry, nv: int, act: str) -> list[str]:
