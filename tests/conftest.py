@@ -31,7 +31,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip_cc = pytest.mark.skip(reason="needs a C compiler (cc/gcc/clang on PATH); none found")
     skip_numba = pytest.mark.skip(reason="needs numba; `pip install numba` (make test installs it)")
     arm64 = _arm64_missing() if any("needs_arm64" in i.keywords for i in items) else None
+    nvrtc = gpu = None
+    if any("needs_nvrtc" in i.keywords or "needs_gpu" in i.keywords for i in items):
+        from workbench.codegen.cuda.driver import gpu_missing
+        from workbench.codegen.cuda.nvrtc import nvrtc_missing
+        nvrtc, gpu = nvrtc_missing(), gpu_missing()
     for item in items:
+        if "needs_nvrtc" in item.keywords and nvrtc is not None:
+            item.add_marker(pytest.mark.skip(reason=f"needs_nvrtc: {nvrtc}"))
+        if "needs_gpu" in item.keywords and (gpu or nvrtc) is not None:
+            item.add_marker(pytest.mark.skip(reason=f"needs_gpu: {gpu or nvrtc}"))
         if "needs_arm64" in item.keywords and arm64 is not None:
             item.add_marker(pytest.mark.skip(reason=f"needs_arm64: {arm64}"))
         if "needs_cc" in item.keywords and _c_compiler() is None:

@@ -34,6 +34,8 @@ BENCHES: dict[str, tuple[str, str]] = {
               "ours vs every peer runtime (Figure 5), end to end and per layer, dense and pruned"),
     "blocks": ("workbench.bench.blocks_bench",
                "ours vs one dense peer block by block (where a model's time goes)"),
+    "gpu": ("workbench.bench.gpu_bench",
+            "the CUDA target vs PyTorch eager / cuDNN graphs / torch.compile on the GPU"),
     "linear": ("workbench.bench.linear_bench",
                "VGG-16's classifier GEMVs, dense and pruned 8x (block, irregular): ours vs PyTorch"),
 }

@@ -12,8 +12,10 @@ ScheduleSpace), ir (fixed geometry and buffer layouts), build (the cache every t
 targets (compile: the one place naming the targets). Then one folder per target or emitter:
 c/ (C renderers for any vector width), host/ (Numba and C builds, compile_layer, the network
 runtime and plan, the tuner), arm64/ (the phone bundle: the host's C plan, made at NEON's
-width, exported as steps; main, weights file, cross build, qemu, llvm-mca estimates). Imports
-run one way: arm64 -> host -> c -> the shared modules above.
+width, exported as steps; main, weights file, cross build, qemu, llvm-mca estimates), cuda/
+(CUDA C renderers, NVRTC, the driver-API runtime on torch tensors, CUDA graphs, the GPU
+tuner). Imports run one way: arm64 -> host -> c -> the shared modules above; cuda -> the
+shared modules.
 """
 from workbench.codegen.host.kernel import CompiledLayer, compile_layer
 from workbench.codegen.host.network import CompiledNetwork

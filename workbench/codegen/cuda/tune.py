@@ -1,0 +1,217 @@
+"""The GPU tuner: per conv layer, time a seeded sample of CONV_SPACE on the card, log every
+measurement, replay the pick.
+
+Each candidate runs as a CUDA graph of `reps` back-to-back launches (so Python's launch cost,
+some 10 us a kernel, is not what is timed: many batch-1 layers take less), and the candidates
+of a layer are timed in turns, each turn's median kept. Records are JSON lines keyed by
+(layer signature with batch size, target: architecture and card name); the tuner's choice
+is marked "pick" and replayed without measuring. The log lives in
+$WORKBENCH_CACHE/gpu_tuning.jsonl unless another path is given; a log worth keeping is
+copied into results/.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import random
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workbench.codegen.build import cache_dir, debug
+from workbench.codegen.cuda.conv import check_schedule, conv_geometry, fit_schedule
+from workbench.codegen.cuda.schedule import (CONV_SPACE, THREAD_TILES, TILES, GpuSchedule,
+                                             default_gpu_schedule, schedule_at)
+from workbench.codegen.lr import LR, Layer
+
+GPU_LOG_VERSION = 1
+
+
+def layer_signature(layer: Layer, in_shape: tuple[int, ...], batch: int) -> str:
+    """What a GPU schedule depends on: shapes, geometry, patterns, kept fraction, batch."""
+    a = layer.attrs
+    kp = layer.kernel_patterns
+    kept = kp.kept_weights / max(1, kp.total_kernels * kp.kernel_shape[0] * kp.kernel_shape[1])
+    return (f"conv2d:c{a['in_channels']}:o{a['out_channels']}:k{a['kernel'][0]}x{a['kernel'][1]}"
+            f":s{a['stride'][0]}x{a['stride'][1]}:p{a['padding'][0]}x{a['padding'][1]}"
+            f":d{a['dilation'][0]}x{a['dilation'][1]}:g{a['groups']}:in{in_shape[1]}x{in_shape[2]}"
+            f":P{kp.num_patterns}:kept{kept:.2f}:{a['act']}:n{batch}")
+
+
+def gpu_target() -> str:
+    """The card a schedule was measured on, e.g. 'cuda:sm_90:NVIDIA H100 80GB HBM3'."""
+    import torch
+    from workbench.codegen.cuda.driver import device_arch
+    return f"cuda:{device_arch()}:{torch.cuda.get_device_name()}"
+
+
+class GpuTuningLog:
+    """Append-only JSONL of GPU measurements (default $WORKBENCH_CACHE/gpu_tuning.jsonl)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else cache_dir() / "gpu_tuning.jsonl"
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record, oldest first (a torn last line from an interrupted run is skipped)."""
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def append(self, rec: dict[str, Any]) -> None:
+        """Add one record (one line, flushed: an interrupted run keeps what it measured)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    def best(self, signature: str, target: str) -> GpuSchedule | None:
+        """The last pick for (signature, target) under GPU_LOG_VERSION, else None."""
+        picks = [r for r in self.records() if r.get("signature") == signature and
+                 r.get("target") == target and r.get("version") == GPU_LOG_VERSION and
+                 r.get("pick")]
+        return GpuSchedule.from_dict(picks[-1]["schedule"]) if picks else None
+
+
+def candidates(layer: Layer, in_shape: tuple[int, ...], trials: int, seed: int = 0
+               ) -> list[GpuSchedule]:
+    """Up to `trials` schedules that can run this layer: the default, then the default with
+    one knob changed (each knob's other values), then CONV_SPACE points in a seeded random
+    order."""
+    g = conv_geometry(layer, in_shape)
+    first = fit_schedule(g, default_gpu_schedule(g.og, g.ho, g.wo, g.kh, g.kw, g.cg,
+                                                 (g.kh, g.kw) == (1, 1)))
+    out, seen = [], set()
+
+    def add(s: GpuSchedule) -> None:
+        if len(out) >= trials or s in seen:
+            return
+        seen.add(s)
+        if s.tile_h > g.ho * 2 or s.tile_w > g.wo * 2:
+            return   # a tile far past the plane only idles threads
+        try:
+            check_schedule(g, s)
+        except ValueError:
+            return
+        out.append(s)
+
+    add(first)
+    values = dict(CONV_SPACE.knobs)
+    for knob in ("groups", "tile_f", "cblock", "ksplit"):
+        for v in values[knob]:
+            add(first.with_(**{knob: v}))
+    for th, tw in TILES:
+        add(first.with_(tile_h=th, tile_w=tw))
+    for py, px in THREAD_TILES:
+        add(first.with_(px_y=py, px_x=px))
+    idx = list(range(len(CONV_SPACE)))
+    random.Random(seed).shuffle(idx)
+    for i in idx:
+        if len(out) >= trials:
+            break
+        s = schedule_at(CONV_SPACE[i])
+        if g.groups > 1:
+            s = s.with_(tile_f=first.tile_f, groups=1)
+        add(s)
+    return out
+
+
+def time_graph(fn: Callable[[], None], reps: int = 20, turns: int = 5) -> float:
+    """Median ms of one fn() call: fn captured reps times in one CUDA graph, replayed turns
+    times, each replay timed with CUDA events."""
+    import torch
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(reps):
+            fn()
+    g.replay()
+    times = []
+    for _ in range(turns):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / reps)
+    return float(np.median(times))
+
+
+def _layer_runners(layer: Layer, in_shape: tuple[int, ...], batch: int,
+                   scheds: list[GpuSchedule]) -> list[Callable[[], None]]:
+    """One timed call per schedule: the layer alone as a CudaNetwork; the CUBINs are built
+    first on a pool of threads (NVRTC leaves the interpreter lock while it compiles)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+    from workbench.codegen.cuda.driver import device_arch
+    from workbench.codegen.cuda.network import CudaNetwork
+    from workbench.codegen.cuda.nvrtc import compile_cuda
+    name = layer.inputs[0]
+    lr = LR({name: list(in_shape)}, [layer], [layer.name])
+    nets = [CudaNetwork(lr, {layer.name: s}) for s in scheds]
+    arch = device_arch()
+    srcs = [src for net in nets for src in net.sources().values()]
+    with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
+        list(pool.map(lambda src: compile_cuda(src, arch), srcs))
+    x = torch.randn(batch, *in_shape, device="cuda")
+    out = []
+    for net in nets:
+        net._prepare()
+        out.append(lambda net=net: net._run(x) and None)
+    return out
+
+
+def tune_layer(layer: Layer, in_shape: tuple[int, ...], batch: int = 1, trials: int = 24,
+               log: GpuTuningLog | None = None, retune: bool = False, rounds: int = 2
+               ) -> GpuSchedule:
+    """The fastest of `trials` schedules for conv `layer` at batch size `batch` (replayed from
+    the log when it holds a pick for this layer and card, unless retune)."""
+    log = log or GpuTuningLog()
+    sig, target = layer_signature(layer, in_shape, batch), gpu_target()
+    if not retune:
+        hit = log.best(sig, target)
+        if hit is not None:
+            return hit
+    cands = candidates(layer, in_shape, trials)
+    runners = _layer_runners(layer, in_shape, batch, cands)
+    ms = np.full((rounds, len(cands)), np.inf)
+    for r in range(rounds):
+        for i, run in enumerate(runners):
+            ms[r, i] = time_graph(run)
+    best_ms = ms.min(axis=0)
+    pick = int(np.argmin(best_ms))
+    stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    for i, s in enumerate(cands):
+        log.append({"signature": sig, "target": target, "version": GPU_LOG_VERSION,
+                    "schedule": s.to_dict(), "ms": float(best_ms[i]), "pick": i == pick,
+                    "default": i == 0, "time": stamp, "layer": layer.name})
+    if debug():
+        print(f"{layer.name}: {cands[pick]} {best_ms[pick]:.4f} ms "
+              f"(default {best_ms[0]:.4f} ms)")
+    return cands[pick]
+
+
+def tune_network(lr: LR, batch: int = 1, trials: int = 24, log: GpuTuningLog | None = None,
+                 retune: bool = False, progress: Callable[[Iterable[Any]], Iterable[Any]] | None
+                 = None) -> dict[str, GpuSchedule]:
+    """layer name -> tuned GpuSchedule for every conv of lr (after the default passes)."""
+    from workbench.codegen.passes import optimize
+    lr = optimize(lr)
+    shapes = lr.shapes()
+    convs = [layer for layer in lr.layers if layer.op == "conv2d"]
+    out = {}
+    for layer in (progress or (lambda it: it))(convs):
+        out[layer.name] = tune_layer(layer, shapes[layer.inputs[0]], batch, trials, log, retune)
+    return out
