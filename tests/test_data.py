@@ -126,3 +126,38 @@ def test_photos_fallback_and_folder(tmp_path):
         data.load_photos(tmp_path / "..")  # tmp_path's parent holds folders, not images
     with pytest.raises(data.DataError, match="does not exist"):
         data.load_photos(tmp_path / "missing")
+
+
+def test_a_transfer_task_keeps_n_labelled_images_per_target_class_and_pools_the_rest():
+    from workbench.data import UNLABELED, load_digits, transfer_task
+    full = load_digits()
+    target, pool = transfer_task(full, (5, 6, 7, 8, 9), per_class=20, seed=3)
+    assert target.num_classes == 5 and target.classes == ("5", "6", "7", "8", "9")
+    assert len(target.train) == 100
+    assert np.bincount(target.train.labels.numpy()).tolist() == [20] * 5
+    # validation and test: every image of the target classes, relabelled 0..4 in order
+    val_old = full.val.labels.numpy()
+    assert len(target.val) == int(np.isin(val_old, [5, 6, 7, 8, 9]).sum())
+    np.testing.assert_array_equal(target.val.labels.numpy(), val_old[val_old >= 5] - 5)
+    # the pool: every other training image (source classes included), no labels
+    assert len(pool) == len(full.train) - 100
+    assert (pool.labels == UNLABELED).all()
+    # same seed, same images; another seed, other images
+    again, _ = transfer_task(full, (5, 6, 7, 8, 9), per_class=20, seed=3)
+    other, _ = transfer_task(full, (5, 6, 7, 8, 9), per_class=20, seed=4)
+    assert torch.equal(again.train.images, target.train.images)
+    assert not torch.equal(other.train.images, target.train.images)
+    # labelled images and the pool split the training set: together they are all of it, once
+    both = sorted(bytes(im.numpy()) for im in torch.cat([target.train.images, pool.images]))
+    assert both == sorted(bytes(im.numpy()) for im in full.train.images)
+
+
+def test_a_transfer_task_refuses_unknown_classes_and_too_many_images():
+    from workbench.data import load_digits, transfer_task
+    full = load_digits()
+    with pytest.raises(ValueError, match="distinct labels"):
+        transfer_task(full, (3, 10), per_class=5)
+    with pytest.raises(ValueError, match="distinct labels"):
+        transfer_task(full, (3, 3), per_class=5)
+    with pytest.raises(ValueError, match="has .* training images"):
+        transfer_task(full, (0, 1), per_class=10_000)

@@ -142,6 +142,59 @@ def load_digits(val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int
                   tuple(str(i) for i in range(10)), (1, 8, 8))
 
 
+UNLABELED = -1   # the label of an image whose label was dropped (an unlabelled pool)
+
+
+def class_subset(ds: ArrayDataset, classes: tuple[int, ...]) -> ArrayDataset:
+    """The examples of ds whose label is in `classes`, relabelled 0..k-1 in that order."""
+    keep = torch.isin(ds.labels, torch.tensor(classes, dtype=torch.long))
+    old = ds.labels[keep]
+    new = torch.empty_like(old)
+    for i, c in enumerate(classes):
+        new[old == c] = i
+    return ArrayDataset(ds.images[keep], new, _tuple(ds.mean), _tuple(ds.std), ds.augment,
+                        ds.scale)
+
+
+def _tuple(t: torch.Tensor) -> tuple[float, ...]:
+    return tuple(t.flatten().tolist())
+
+
+def transfer_task(splits: Splits, classes: tuple[int, ...], per_class: int | None,
+                  seed: int = 0) -> tuple[Splits, ArrayDataset]:
+    """A small target task carved out of a data set (CoCo-Tune's small-data regime, issue 27).
+
+    Returns (target, unlabelled): target keeps `classes` (relabelled 0..k-1 in that order) with
+    `per_class` labelled training images of each (stratified, seeded; None keeps all), and
+    every validation and test image of those classes; unlabelled holds every other training
+    image of the data set, any class, its label set to UNLABELED (for teacher-student
+    pre-training, which needs no labels)."""
+    known = set(range(splits.num_classes))
+    if not classes or not set(classes) <= known or len(set(classes)) != len(classes):
+        raise ValueError(f"classes {classes} must be distinct labels of {splits.num_classes} "
+                         f"classes (0..{splits.num_classes - 1})")
+    train = splits.train
+    labels = train.labels.numpy()
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in classes:
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n = len(idx) if per_class is None else per_class
+        if per_class is not None and (per_class < 1 or per_class > len(idx)):
+            raise ValueError(f"per_class {per_class}: class {c} has {len(idx)} training images")
+        chosen.append(idx[:n])
+    picked = rng.permutation(np.concatenate(chosen))
+    rest = np.setdiff1d(np.arange(len(labels)), picked)
+    sub = ArrayDataset(train.images[picked], train.labels[picked], _tuple(train.mean),
+                       _tuple(train.std), train.augment, train.scale)
+    target = Splits(class_subset(sub, classes), class_subset(splits.val, classes),
+                    class_subset(splits.test, classes),
+                    tuple(splits.classes[c] for c in classes), splits.input_shape)
+    pool = ArrayDataset(train.images[rest], torch.full((len(rest),), UNLABELED, dtype=torch.long),
+                        _tuple(train.mean), _tuple(train.std), train.augment, train.scale)
+    return target, pool
+
+
 CIFAR_NPZ_HELP = (
     "CIFAR-10 is expected as a .npz with keys x_train (50000, 32, 32, 3) uint8, y_train (50000,), "
     "x_test (10000, 32, 32, 3) uint8, y_test (10000,) — e.g. cifar10.npz in $WORKBENCH_DATA, in "

@@ -138,6 +138,29 @@ def write_figure(fig: "Any", path: str | Path, prov: dict[str, Any], dpi: int = 
     return path
 
 
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Every record of a JSON-lines file, oldest first ([] if it does not exist); a torn last
+    line from an interrupted append is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
+    """Add one record as one line, flushed at once (a crash loses nothing written before)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record, sort_keys=True, default=float) + "\n")
+
+
 def write_json(obj: Any, path: str | Path) -> Path:
     """Write obj as indented JSON atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

@@ -18,14 +18,14 @@ interrupted run resumes; reporting (anywhere) turns the rows into results/gpu/:
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from workbench.provenance import REPO_ROOT, current_command, provenance
+from workbench.provenance import (REPO_ROOT, append_jsonl, current_command, provenance,
+                                  read_jsonl)
 
 MODELS = (("vgg16_features", 224), ("vgg16", 224), ("resnet50", 224), ("mobilenet_v2", 224))
 TENSORRT_NOTE = ("TensorRT not measured: its wheels (tensorrt-cu13, over 1 GB) are far larger "
@@ -33,15 +33,11 @@ TENSORRT_NOTE = ("TensorRT not measured: its wheels (tensorrt-cu13, over 1 GB) a
 
 
 def _rows(work: Path) -> list[dict[str, Any]]:
-    path = work / "rows.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] \
-        if path.exists() else []
+    return read_jsonl(work / "rows.jsonl")
 
 
 def _append(work: Path, row: dict[str, Any]) -> None:
-    work.mkdir(parents=True, exist_ok=True)
-    with (work / "rows.jsonl").open("a") as f:
-        f.write(json.dumps(row, default=float) + "\n")
+    append_jsonl(work / "rows.jsonl", row)
 
 
 def time_eager(fn: Callable[[], Any], warmup: int = 5, reps: int = 30) -> dict[str, float]:
@@ -226,7 +222,8 @@ def report(work: Path, out: Path, config: dict[str, Any]) -> None:
     prof = pd.DataFrame([r for r in rows if r.get("kind") == "profile"])
     if not prof.empty:
         write_table(prof.drop(columns=["kind", "schedule"]), out / "profile", prov,
-                    "ours, pruned VGG-16-224 conv stack, per layer (eager, CUDA events)")
+                    "ours, pruned VGG-16-224 conv stack, per layer (eager: CUDA events between "
+                    "launches, so Python's launch cost is in each; layers.md times them in graphs)")
     tgt = targets(e2e)
     write_table(tgt, out / "targets", prov, "Issue 26 targets, measured in this run")
     if (work / "gpu_tuning.jsonl").exists():
@@ -266,6 +263,7 @@ def targets(e2e: Any) -> Any:
 def figure(e2e: Any) -> Any:
     """Bars: each runtime's ms per (model, batch), log scale; ours pruned in red."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
     e2e = e2e.assign(label=e2e.runtime + ":" + e2e.weights)
     groups = list(e2e.groupby(["model", "batch"]))
     fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 4), squeeze=False)
@@ -276,6 +274,10 @@ def figure(e2e: Any) -> Any:
                   for s, w in zip(g.runtime, g.weights)]
         ax.barh(g.label, g.ms, color=colors)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())     # minor labels of a log axis overlap
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        for v, ms in enumerate(g.ms):
+            ax.text(ms, v, f" {ms:.2f}", va="center", fontsize=7)
         ax.set_title(f"{model}, batch {n}", fontsize=9)
         ax.set_xlabel("ms (log)")
         ax.tick_params(axis="y", labelsize=7)
@@ -331,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"the tables from rows measured elsewhere")
         if not any(r.get("kind") == "machine" for r in _rows(work)):
             from workbench.codegen.cuda.nvrtc import nvrtc_version
-            _append(work, {"kind": "machine", "gpu": torch.cuda.get_device_name(),
+            _append(work, {"kind": "machine", "command": current_command(),
+                           "gpu": torch.cuda.get_device_name(),
                            "torch": torch.__version__, "cuda": torch.version.cuda,
                            "cudnn": torch.backends.cudnn.version(), "nvrtc": nvrtc_version()})
         for label in models:

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from workbench.data import Splits, load_cifar10, load_digits
+from workbench.data import ArrayDataset, Splits, load_cifar10, load_digits, transfer_task
 from workbench.provenance import atomic_write_text, write_json
 from workbench.train import TrainConfig, evaluate, save_checkpoint, train
 from workbench.tune.assemble import FinetuneConfig, assemble, finetune
@@ -41,21 +41,57 @@ NET_FORMAT = 2
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Which data: 'digits' (sklearn, bundled) or 'cifar10' (npz; optional subsets)."""
+    """Which data: 'digits' (sklearn, bundled) or 'cifar10' (npz; optional subsets); with
+    `classes`, the small target task of data.transfer_task: those classes, per_class labelled
+    training images each (split_seed picks them), the rest of the training set unlabelled."""
     name: str = "digits"
     path: str | None = None
     train_subset: int | None = None
     val_size: int = 5000
+    classes: tuple[int, ...] | None = None
+    per_class: int | None = None
+    split_seed: int = 0
+
+    def key(self) -> dict:
+        """The fields that name this data in cache digests (the transfer fields only when set,
+        so runs made before they existed keep their digests)."""
+        d = asdict(self)
+        if self.classes is None:
+            for k in ("classes", "per_class", "split_seed"):
+                d.pop(k)
+        return d
 
 
 @functools.lru_cache(maxsize=4)
-def load_splits(spec: DataSpec) -> Splits:
-    """The data set of `spec`, loaded once per process."""
-    if spec.name == "digits":
+def _loaded(name: str, path: str | None, train_subset: int | None, val_size: int) -> Splits:
+    if name == "digits":
         return load_digits()
-    if spec.name == "cifar10":
-        return load_cifar10(spec.path, val_size=spec.val_size, train_subset=spec.train_subset)
-    raise ValueError(f"unknown data set {spec.name!r}; 'digits' or 'cifar10'")
+    if name == "cifar10":
+        return load_cifar10(path, val_size=val_size, train_subset=train_subset)
+    raise ValueError(f"unknown data set {name!r}; 'digits' or 'cifar10'")
+
+
+@functools.lru_cache(maxsize=8)
+def _task(spec: DataSpec) -> tuple[Splits, ArrayDataset | None]:
+    full = _loaded(spec.name, spec.path, spec.train_subset, spec.val_size)
+    if spec.classes is None:
+        return full, None
+    return transfer_task(full, spec.classes, spec.per_class, spec.split_seed)
+
+
+def load_splits(spec: DataSpec) -> Splits:
+    """The data set of `spec` (its target task when spec.classes is set), loaded once per
+    process."""
+    return _task(spec)[0]
+
+
+def load_unlabeled(spec: DataSpec) -> ArrayDataset:
+    """The unlabelled pool of a transfer spec (every training image not in its target task,
+    labels dropped): what teacher-student pre-training may add to the target images."""
+    pool = _task(spec)[1]
+    if pool is None:
+        raise ValueError(f"{spec} names no target task (classes=None): it has no unlabelled pool")
+    return pool
 
 
 def digest(obj: object, n: int = 10) -> str:
@@ -153,7 +189,7 @@ def adopt_teacher(ws: Workspace, model: nn.Module, net: GraphNet, data: Splits,
 def blockset_id(ws: Workspace, specs: list[BlockSpec], cfg: PretrainConfig, data: DataSpec) -> str:
     """The id of a block set: a hash of its specs, the budget, the data and the teacher."""
     teacher = json.loads(ws.teacher_file.with_suffix(".json").read_text())
-    return "bs" + digest([[list(s) for s in specs], asdict(cfg), asdict(data), teacher])
+    return "bs" + digest([[list(s) for s in specs], asdict(cfg), data.key(), teacher])
 
 
 def pretrain_blockset(ws: Workspace, specs: list[BlockSpec], cfg: PretrainConfig,
@@ -192,7 +228,7 @@ def make_task(ws: Workspace, config: tuple[float, ...], blockset: str | None,
     net = ws.net()
     rates = dict(zip(net.modules, config))
     teacher = json.loads(ws.teacher_file.with_suffix(".json").read_text())
-    tag = digest([list(config), blockset, list(blocks), asdict(data), asdict(ft), teacher,
+    tag = digest([list(config), blockset, list(blocks), data.key(), asdict(ft), teacher,
                   NET_FORMAT])
     name = "-".join(f"{r:g}" for r in config).replace(".", "")
     key = f"{'block' if blockset else 'default'}-{name}-{tag}"

@@ -4,10 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from workbench.codegen.cuda.conv import check_schedule, conv_geometry
 from workbench.codegen.cuda.schedule import GpuSchedule
-from workbench.codegen.cuda.tune import GPU_LOG_VERSION, GpuTuningLog, candidates, layer_signature
+from workbench.codegen.cuda.tune import (GPU_LOG_VERSION, GpuTuningLog, candidates, compile_all,
+                                         layer_signature)
 from workbench.codegen.lr import conv_layer
 
 from ..helpers import pattern_pruned
@@ -55,3 +57,16 @@ def test_the_signature_names_the_batch_size() -> None:
     rng = np.random.default_rng(0)
     layer = conv_layer(pattern_pruned(rng, 8, 8, 0.3), None, 1, 1, name="c")
     assert layer_signature(layer, (8, 9, 9), 1) != layer_signature(layer, (8, 9, 9), 8)
+
+
+@pytest.mark.needs_nvrtc
+def test_compile_all_fills_the_cache_from_a_pool_of_processes(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.codegen.build import source_hash
+    from workbench.codegen.cuda import nvrtc
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))   # the spawned workers inherit it
+    srcs = [f'extern "C" __global__ void k{i}(float* y) {{ y[0] = {i}.0f; }}' for i in range(3)]
+    compile_all(srcs, "compute_90")
+    for src in srcs:
+        key = source_hash(src, "compute_90", nvrtc.nvrtc_version(), *nvrtc._FLAGS)
+        assert (tmp_path / "cuda" / f"{key}.ptx").exists()

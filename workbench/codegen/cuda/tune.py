@@ -12,7 +12,6 @@ copied into results/.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,6 +24,7 @@ from workbench.codegen.cuda.conv import check_schedule, conv_geometry, fit_sched
 from workbench.codegen.cuda.schedule import (CONV_SPACE, THREAD_TILES, TILES, GpuSchedule,
                                              default_gpu_schedule, schedule_at)
 from workbench.codegen.lr import LR, Layer
+from workbench.provenance import append_jsonl, read_jsonl
 
 GPU_LOG_VERSION = 1
 
@@ -55,21 +55,11 @@ class GpuTuningLog:
 
     def records(self) -> list[dict[str, Any]]:
         """Every record, oldest first (a torn last line from an interrupted run is skipped)."""
-        if not self.path.exists():
-            return []
-        out = []
-        for line in self.path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return out
+        return read_jsonl(self.path)
 
     def append(self, rec: dict[str, Any]) -> None:
         """Add one record (one line, flushed: an interrupted run keeps what it measured)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(json.dumps(rec) + "\n")
+        append_jsonl(self.path, rec)
 
     def best(self, signature: str, target: str) -> GpuSchedule | None:
         """The last pick for (signature, target) under GPU_LOG_VERSION, else None."""
@@ -147,24 +137,46 @@ def time_graph(fn: Callable[[], None], reps: int = 20, turns: int = 5) -> float:
     return float(np.median(times))
 
 
+_POOL: tuple[Any, str] | None = None     # (process pool, the cache folder it was spawned with)
+
+
+def compile_all(srcs: list[str], arch: str) -> None:
+    """Build every source into the NVRTC cache on a pool of processes (NVRTC holds the
+    interpreter lock while it compiles, so threads would not overlap: 0.4 s a candidate,
+    24 candidates a layer, 53 layers in ResNet-50). The pool is spawned once per process and
+    only compiles: it never touches the GPU."""
+    import atexit
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from workbench.codegen.cuda.nvrtc import compile_cuda
+    global _POOL
+    workers = min(16, os.cpu_count() or 1)
+    if workers < 2 or len(srcs) < 2:
+        for src in srcs:
+            compile_cuda(src, arch)
+        return
+    root = str(cache_dir())
+    if _POOL is None or _POOL[1] != root:     # workers read $WORKBENCH_CACHE when spawned
+        if _POOL is not None:
+            _POOL[0].shutdown()
+        _POOL = (ProcessPoolExecutor(workers, multiprocessing.get_context("spawn")), root)
+        atexit.register(_POOL[0].shutdown)   # before the interpreter tears its modules down
+    list(_POOL[0].map(compile_cuda, srcs, [arch] * len(srcs)))
+
+
 def _layer_runners(layer: Layer, in_shape: tuple[int, ...], batch: int,
                    scheds: list[GpuSchedule]) -> list[Callable[[], None]]:
-    """One timed call per schedule: the layer alone as a CudaNetwork; the CUBINs are built
-    first on a pool of threads (NVRTC leaves the interpreter lock while it compiles)."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
+    """One timed call per schedule: the layer alone as a CudaNetwork (CUBINs built first by
+    compile_all)."""
     import torch
     from workbench.codegen.cuda.driver import device_arch
     from workbench.codegen.cuda.network import CudaNetwork
-    from workbench.codegen.cuda.nvrtc import compile_cuda
     name = layer.inputs[0]
     lr = LR({name: list(in_shape)}, [layer], [layer.name])
     nets = [CudaNetwork(lr, {layer.name: s}) for s in scheds]
-    arch = device_arch()
-    srcs = [src for net in nets for src in net.sources().values()]
-    with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
-        list(pool.map(lambda src: compile_cuda(src, arch), srcs))
+    compile_all([src for net in nets for src in net.sources().values()], device_arch())
     x = torch.randn(batch, *in_shape, device="cuda")
     out = []
     for net in nets:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ctypes
 import datetime as _dt
-import json
 import os
 import platform
 import random
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from workbench.codegen.build import cache_dir, debug
+from workbench.provenance import append_jsonl, read_jsonl
 from workbench.codegen.c.gemm import gemm_can_read_in_place
 from workbench.codegen.host.build import build_c, cpu_id, host_vector_width, last_level_cache_bytes
 from workbench.codegen.host.kernel import CompiledLayer
@@ -172,21 +172,11 @@ class TuningLog:
 
     def append(self, record: dict[str, Any]) -> None:
         """Add one measurement (one line, flushed at once so a crash loses nothing)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+        append_jsonl(self.path, record)
 
     def records(self) -> list[dict[str, Any]]:
         """Every readable record (a torn last line from an interrupted run is skipped)."""
-        if not self.path.exists():
-            return []
-        out = []
-        for line in self.path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return out
+        return read_jsonl(self.path)
 
     def best(self, signature: str, target: str, threads: int,
              needs_vector: int | None = None, needs_kernel: str | None = None
