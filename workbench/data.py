@@ -70,6 +70,13 @@ class ArrayDataset(Dataset):
             x = augment_batch(x, torch.Generator().manual_seed(int(torch.randint(1 << 30, ()))))
         return x[0], self.labels[i]
 
+    def concat(self, other: "ArrayDataset") -> "ArrayDataset":
+        """self's examples then other's (same normalisation and augmentation as self)."""
+        return ArrayDataset(torch.cat([self.images, other.images]),
+                            torch.cat([self.labels, other.labels]),
+                            tuple(self.mean.flatten().tolist()), tuple(self.std.flatten().tolist()),
+                            self.augment, self.scale)
+
     def subset(self, n: int) -> "ArrayDataset":
         """The first n examples (the splits are already shuffled, so this is a random subset)."""
         return ArrayDataset(self.images[:n], self.labels[:n], tuple(self.mean.flatten().tolist()),

@@ -186,23 +186,32 @@ def adopt_teacher(ws: Workspace, model: nn.Module, net: GraphNet, data: Splits,
     return info
 
 
-def blockset_id(ws: Workspace, specs: list[BlockSpec], cfg: PretrainConfig, data: DataSpec) -> str:
-    """The id of a block set: a hash of its specs, the budget, the data and the teacher."""
+def blockset_id(ws: Workspace, specs: list[BlockSpec], cfg: PretrainConfig, data: DataSpec,
+                unlabeled: bool = False) -> str:
+    """The id of a block set: a hash of its specs, the budget, the data and the teacher (and,
+    when set, that the unlabelled pool joined the pre-training images)."""
     teacher = json.loads(ws.teacher_file.with_suffix(".json").read_text())
-    return "bs" + digest([[list(s) for s in specs], asdict(cfg), data.key(), teacher])
+    key = [[list(s) for s in specs], asdict(cfg), data.key(), teacher]
+    return "bs" + digest(key + [{"unlabeled": True}] if unlabeled else key)
 
 
 def pretrain_blockset(ws: Workspace, specs: list[BlockSpec], cfg: PretrainConfig,
-                      data: DataSpec) -> tuple[str, dict]:
-    """Pre-train `specs` together once (resumable); returns (block set id, record)."""
-    bid = blockset_id(ws, specs, cfg, data)
+                      data: DataSpec, unlabeled: bool = False) -> tuple[str, dict]:
+    """Pre-train `specs` together once (resumable); returns (block set id, record).
+
+    Teacher-student pre-training reads no labels, so with unlabeled=True (a transfer spec
+    only) the blocks also learn from the data set's unlabelled pool (load_unlabeled)."""
+    bid = blockset_id(ws, specs, cfg, data, unlabeled)
     path = ws.block_file(bid)
     if path.exists():
         return bid, ws.blocks(bid)[1]
     teacher, _ = ws.teacher()
-    states, info = pretrain_blocks(ws.mux(), ws.net(), teacher, list(specs),
-                                   load_splits(data).train, cfg,
+    images = load_splits(data).train
+    if unlabeled:
+        images = images.concat(load_unlabeled(data))
+    states, info = pretrain_blocks(ws.mux(), ws.net(), teacher, list(specs), images, cfg,
                                    checkpoint=path.with_suffix(".ckpt"))
+    info = {**info, "images": len(images), "unlabeled": unlabeled}
     save_checkpoint(path, {"states": states})
     write_json(info, path.with_suffix(".json"))
     path.with_suffix(".ckpt").unlink(missing_ok=True)
