@@ -33,7 +33,7 @@ one network on one GPU takes and the tables read the same as from a one-at-a-tim
 (pipeline.Workspace), so an interrupted call resumes and the tables are re-assembled from
 finished networks. Command line:
 
-    python -m workbench.experiments.cocotune {table3,table4,table5,figure11,all,estimate}
+    python -m workbench.experiments.cocotune {table3,table4,table5,figure11,all,estimate,regime}
         [--quick] [--model resnet20] [--workers 1 2 4] [--dask N|tcp://host:port]
         [--device cuda] [--teacher path] [--ft-epochs E] [--out results/cocotune]
         [--run-dir runs/cocotune]
@@ -92,6 +92,7 @@ class Setup:
     collection: int = 8                # Table 5 collection size (the report's N = 8)
     repeats: int = 2                   # Table 5 repeats per collection type
     seed: int = 0
+    pretrain_unlabeled: bool = False   # blocks also pre-train on a transfer task's pool
 
     @property
     def name(self) -> str:
@@ -158,9 +159,10 @@ class Context:
 
 
 def source_model(s: Setup) -> ResNetCifar:
-    """The full model before training (seeded)."""
+    """The full model before training (seeded): as many outputs as the data's classes."""
     torch.manual_seed(s.seed)
-    return ResNetCifar(s.depth, 10, in_channels=s.in_channels, widths=s.widths)
+    classes = len(s.data.classes) if s.data.classes else 10
+    return ResNetCifar(s.depth, classes, in_channels=s.in_channels, widths=s.widths)
 
 
 def prepare(s: Setup, run_dir: str | Path, teacher: str | Path | None = None,
@@ -218,7 +220,8 @@ def arms(ctx: Context, configs: list[Config], method: str = "per_module",
     s = ctx.setup
     ft = finetune or s.finetune
     tb = tuning_blocks(ctx.net, configs, method)
-    bid, info = pretrain_blockset(ctx.ws, list(tb.blocks), s.pretrain, s.data)
+    bid, info = pretrain_blockset(ctx.ws, list(tb.blocks), s.pretrain, s.data,
+                                  s.pretrain_unlabeled)
     comp = [make_task(ctx.ws, c, bid, tuple(placed_blocks(tb, i)), s.data, ft)
             for i, c in enumerate(configs)]
     base = [make_task(ctx.ws, c, None, (), s.data, ft) for c in configs]
@@ -538,7 +541,12 @@ def run_all(what: str, quick: bool, out: Path | None = None, run_dir: Path | Non
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     p = argparse.ArgumentParser(prog=MODULE, description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=["table3", "table4", "table5", "figure11", "all", "estimate"])
+    p.add_argument("what", choices=["table3", "table4", "table5", "figure11", "all", "estimate",
+                                    "regime"],
+                   help="regime: the small-data transfer regime (experiments.cocotune_regime)")
+    p.add_argument("--sizes", nargs="+", type=int, default=None,
+                   help="regime: labelled images per target class (default quick 10 40 120, "
+                        "full 20 100 500 4500)")
     p.add_argument("--quick", action="store_true", help="digits + ResNet-14 on CPU, minutes")
     p.add_argument("--workers", nargs="+", type=int, default=[1, 2, 4], help="#nodes column")
     p.add_argument("--dask", default=None,
@@ -561,6 +569,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{k:>26}: {v:.4g}" if isinstance(v, float) else f"{k:>26}: {v}")
         return 0
     command = " ".join([MODULE, *(argv if argv is not None else sys.argv[1:])])
+    if args.what == "regime":
+        from workbench.experiments.cocotune_regime import run as run_regime
+        df = run_regime(args.quick, args.out, args.run_dir, args.device,
+                        tuple(args.sizes) if args.sizes else None, tuple(args.workers),
+                        args.dask, args.data_path, command)
+        print(df.to_string(index=False))
+        return 0
     done = run_all(args.what, args.quick, args.out, args.run_dir, args.device,
                    tuple(args.workers), args.dask, args.teacher, depth, args.data_path,
                    args.progress, command, ft_epochs=args.ft_epochs)
