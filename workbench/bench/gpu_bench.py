@@ -146,7 +146,8 @@ def measure_model(name: str, size: int, batches: tuple[int, ...], work: Path, co
                 net = CudaNetwork(lr, scheds)
                 err = rel_error(net(x), ref)
                 if err > 1e-4:
-                    raise AssertionError(f"{label} n={n} ours {weights}: rel error {err:.2e}")
+                    raise RuntimeError(f"{label} n={n} ours {weights}: rel error {err:.2e} against "
+                                       f"PyTorch fp32 (at most 1e-4): not timed")
                 replay = lambda net=net: net.graph(x)   # noqa: E731
                 row(rt, weights, time_replays(replay), rel_err=err,
                     weights_mb=net.weights_bytes() / 2**20)
