@@ -57,11 +57,6 @@ def time_eager(fn: Callable[[], Any], warmup: int = 5, reps: int = 30) -> dict[s
             "p90_ms": float(np.percentile(ts, 90))}
 
 
-def time_replays(replay: Callable[[], Any], warmup: int = 5, reps: int = 30) -> dict[str, float]:
-    """time_eager of a graph replay (one replay = one inference)."""
-    return time_eager(replay, warmup, reps)
-
-
 def _graph_of(fn: Callable[[], Any]) -> Callable[[], Any]:
     """fn captured in one CUDA graph (after a warm-up on a side stream); returns its replay."""
     import torch
@@ -127,7 +122,7 @@ def measure_model(name: str, size: int, batches: tuple[int, ...], work: Path, co
                 rt = f"cudnn_graph_{'tf32' if tf32 else 'fp32'}"
                 if (label, n, rt, "dense") not in done:
                     _tf32(tf32)
-                    row(rt, "dense", time_replays(_graph_of(lambda: dmod(x))))
+                    row(rt, "dense", time_eager(_graph_of(lambda: dmod(x))))
             _tf32(False)
             rt = f"torch_compile_{compile_mode}"
             if compile_mode != "off" and (label, n, rt, "dense") not in done:
@@ -149,7 +144,7 @@ def measure_model(name: str, size: int, batches: tuple[int, ...], work: Path, co
                     raise RuntimeError(f"{label} n={n} ours {weights}: rel error {err:.2e} against "
                                        f"PyTorch fp32 (at most 1e-4): not timed")
                 replay = lambda net=net: net.graph(x)   # noqa: E731
-                row(rt, weights, time_replays(replay), rel_err=err,
+                row(rt, weights, time_eager(replay), rel_err=err,
                     weights_mb=net.weights_bytes() / 2**20)
                 if name == "vgg16_features" and n == 1 and weights == "pruned" and tuned:
                     for p in net.profile(x):

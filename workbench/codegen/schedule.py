@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workbench.codegen.lr import Layer
 
 PARALLEL_AXES = ("rows", "filters")
 LOOP_ORDERS = ("filter_cols", "cols_filter")
@@ -302,3 +305,14 @@ def column_default_schedule(vector: int) -> Schedule:
     th = 1 if vector == 8 else 2
     return Schedule(kernel="column", tile_o=4, tile_w=3, tile_h=th, loop_order="cols_filter",
                     prefetch=1)
+
+
+def layer_signature(layer: Layer, in_shape: tuple[int, ...]) -> str:
+    """What a schedule depends on: op, shapes, geometry, pattern count, kept fraction."""
+    a = layer.attrs
+    kp = layer.kernel_patterns
+    kept = kp.kept_weights / max(1, kp.total_kernels * kp.kernel_shape[0] * kp.kernel_shape[1])
+    return (f"conv2d:c{a['in_channels']}:o{a['out_channels']}:k{a['kernel'][0]}x{a['kernel'][1]}"
+            f":s{a['stride'][0]}x{a['stride'][1]}:p{a['padding'][0]}x{a['padding'][1]}"
+            f":d{a['dilation'][0]}x{a['dilation'][1]}:g{a['groups']}:in{in_shape[1]}x{in_shape[2]}"
+            f":P{kp.num_patterns}:kept{kept:.2f}:{a['act']}")

@@ -93,11 +93,6 @@ class GpuWeights:
     bias: np.ndarray
     tile_f: int
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes stored: weights, one code per kept kernel, channel offsets, the order."""
-        return self.wts.nbytes + self.code.nbytes + self.chan_ptr.nbytes + self.order.nbytes
-
 
 def pack_gpu(layer: Layer, tile_f: int) -> GpuWeights:
     """Pack conv `layer`'s kept kernels per group of tile_f filters, channel-major."""

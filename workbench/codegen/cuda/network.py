@@ -71,13 +71,12 @@ def conv_step(layer: Layer, in_shape: tuple[int, ...], sched: GpuSchedule | None
     split = effective_ksplit(g, s) > 1
     if split and g.act != "none":
         sources["wb_act"] = render_act(g.act, g.o * g.ho * g.wo)
-    grid_of = launch_dims
 
     def run(step: CudaStep, xs: list[Any], y: Any, n: int) -> None:
         t, k = step.tensors, step.kernels
         if split:
             y.zero_()
-        grid, block = grid_of(g, s, n)
+        grid, block = launch_dims(g, s, n)
         k["wb_conv"].launch(grid, block, [xs[0], y, t["ptr"], t["idx"], t["wts"],
                                           t["order"], t["bias"]])
         if "wb_act" in k:
@@ -87,13 +86,13 @@ def conv_step(layer: Layer, in_shape: tuple[int, ...], sched: GpuSchedule | None
 
 
 def _elementwise(layer: Layer, sources: dict[str, str], per_image: int,
-                 args: Callable[[list[Any], Any, int], list[Any]], per_block: int = THREADS,
+                 args: Callable[[list[Any], Any, int], list[Any]],
                  items: Callable[[int], int] | None = None) -> CudaStep:
     (kname,) = sources
 
     def run(step: CudaStep, xs: list[Any], y: Any, n: int) -> None:
         total = items(n) if items else n * per_image
-        step.kernels[kname].launch((grid_for(total, per_block), 1, 1), (THREADS, 1, 1),
+        step.kernels[kname].launch((grid_for(total), 1, 1), (THREADS, 1, 1),
                                    args(xs, y, n))
     return CudaStep(layer, sources, {}, run)
 

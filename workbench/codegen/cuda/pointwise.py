@@ -37,11 +37,6 @@ class GpuPointwise:
     tile_f: int
     cblock: int
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes stored: weights, a channel index per entry, block offsets, the order."""
-        return self.wts.nbytes + self.chan.nbytes + self.blk_ptr.nbytes + self.order.nbytes
-
 
 def is_pointwise(g: ConvGeometry) -> bool:
     """True for the convs the 1x1 kernel runs: 1x1, no padding, groups 1."""

@@ -24,20 +24,16 @@ from workbench.codegen.cuda.conv import check_schedule, conv_geometry, fit_sched
 from workbench.codegen.cuda.schedule import (CONV_SPACE, THREAD_TILES, TILES, GpuSchedule,
                                              default_gpu_schedule, schedule_at)
 from workbench.codegen.lr import LR, Layer
+from workbench.codegen.schedule import layer_signature as conv_signature
 from workbench.provenance import append_jsonl, read_jsonl
 
 GPU_LOG_VERSION = 1
 
 
 def layer_signature(layer: Layer, in_shape: tuple[int, ...], batch: int) -> str:
-    """What a GPU schedule depends on: shapes, geometry, patterns, kept fraction, batch."""
-    a = layer.attrs
-    kp = layer.kernel_patterns
-    kept = kp.kept_weights / max(1, kp.total_kernels * kp.kernel_shape[0] * kp.kernel_shape[1])
-    return (f"conv2d:c{a['in_channels']}:o{a['out_channels']}:k{a['kernel'][0]}x{a['kernel'][1]}"
-            f":s{a['stride'][0]}x{a['stride'][1]}:p{a['padding'][0]}x{a['padding'][1]}"
-            f":d{a['dilation'][0]}x{a['dilation'][1]}:g{a['groups']}:in{in_shape[1]}x{in_shape[2]}"
-            f":P{kp.num_patterns}:kept{kept:.2f}:{a['act']}:n{batch}")
+    """What a GPU schedule depends on: the host tuner's signature (shapes, geometry,
+    patterns, kept fraction) and the batch size."""
+    return f"{conv_signature(layer, in_shape)}:n{batch}"
 
 
 def gpu_target() -> str:

@@ -35,7 +35,7 @@ from workbench.codegen.ir import (conv_ir, is_column_pruned, is_depthwise_layer,
 from workbench.codegen.lr import LR, Layer, out_shape
 from workbench.codegen.schedule import (Schedule, ScheduleSpace, UnionSpace, c_default_schedule,
     column_default_schedule, column_space, default_schedule, depthwise_default_schedule,
-    depthwise_space, direct_default_schedule, direct_space, gemm_space, pblock_space,
+    depthwise_space, direct_default_schedule, direct_space, gemm_space, layer_signature, pblock_space,
     taps_default_schedule)
 
 # 2: the C space gained the taps kernel (Schedule.kernel, cblock); version-1 records (no
@@ -61,17 +61,6 @@ LOG_VERSION = 8
 
 class TuningLogError(RuntimeError):
     """A tuning log that cannot be replayed as it is (records of another LOG_VERSION)."""
-
-
-def layer_signature(layer: Layer, in_shape: tuple[int, ...]) -> str:
-    """What a schedule depends on: op, shapes, geometry, pattern count, kept fraction."""
-    a = layer.attrs
-    kp = layer.kernel_patterns
-    kept = kp.kept_weights / max(1, kp.total_kernels * kp.kernel_shape[0] * kp.kernel_shape[1])
-    return (f"conv2d:c{a['in_channels']}:o{a['out_channels']}:k{a['kernel'][0]}x{a['kernel'][1]}"
-            f":s{a['stride'][0]}x{a['stride'][1]}:p{a['padding'][0]}x{a['padding'][1]}"
-            f":d{a['dilation'][0]}x{a['dilation'][1]}:g{a['groups']}:in{in_shape[1]}x{in_shape[2]}"
-            f":P{kp.num_patterns}:kept{kept:.2f}:{a['act']}")
 
 
 def target_id(emitter: str) -> str:
