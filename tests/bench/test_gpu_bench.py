@@ -26,7 +26,19 @@ ROWS = [{"kind": "machine", "gpu": "H100"},
         _row("resnet50-224", 1, "ours_tuned", "pruned", 1.5, 0.4),
         {"kind": "layer", "layer": "features.0", "in": "3x224x224", "out_ch": 64, "kept": 0.13,
          "cudnn_fp32_ms": 0.05, "cudnn_tf32_ms": 0.03, "ours_ms": 0.02, "schedule": {},
-         "ours_useful_tflops": 1.0}]
+         "ours_useful_tflops": 1.0},
+        {"kind": "profile", "model": "resnet50-224", "batch": 1, "layer": "c1", "op": "conv2d",
+         "ms": 0.02, "out_shape": "64x56x56", "schedule": {}, "useful_gflops": 1.0,
+         "cudnn_conv_fp32_ms": 0.03, "geometry": "64x56x56->64 k3x3 s1"},
+        {"kind": "profile", "model": "resnet50-224", "batch": 1, "layer": "c2", "op": "conv2d",
+         "ms": 0.01, "out_shape": "64x56x56", "schedule": {}, "useful_gflops": 1.0,
+         "cudnn_conv_fp32_ms": 0.004, "geometry": "64x56x56->64 k3x3 s1 dw"},
+        {"kind": "profile", "model": "resnet50-224", "batch": 1, "layer": "c3", "op": "conv2d",
+         "ms": 0.01, "out_shape": "256x56x56", "schedule": {}, "useful_gflops": 1.0,
+         "cudnn_conv_fp32_ms": 0.02, "geometry": "64x56x56->256 k1x1 s1"},
+        {"kind": "profile", "model": "resnet50-224", "batch": 1, "layer": "p", "op": "add",
+         "ms": 0.005, "out_shape": "256x56x56", "schedule": None, "useful_gflops": 0.0,
+         "cudnn_conv_fp32_ms": float("nan")}]
 
 
 def test_targets_compare_our_fastest_pruned_run_with_the_fastest_dense_fp32_peer() -> None:
@@ -48,10 +60,19 @@ def test_report_writes_every_table_and_the_figure(tmp_path: Path) -> None:
     out = tmp_path / "out"
     gpu_bench.main(["--report-only", "--work", str(work), "--out", str(out)])
     for name in ("end_to_end.md", "end_to_end.csv", "layers.md", "targets.md",
-                 "end_to_end.png", "gpu.json"):
+                 "end_to_end.png", "gpu.json", "profile.md", "profile_summary.md"):
         assert (out / name).exists(), name
     assert "speedup_vs_cudnn_fp32" in (out / "layers.md").read_text()
     assert "TensorRT not measured" in (out / "targets.md").read_text()
+
+
+def test_the_profile_summary_sums_each_kind_of_layer() -> None:
+    prof = pd.DataFrame([r for r in ROWS if r.get("kind") == "profile"])
+    summ = gpu_bench.profile_summary(prof).set_index("kind")
+    assert set(summ.index) == {"conv3x3", "depthwise", "conv1x1", "add"}
+    assert summ.loc["conv3x3"].cudnn_over_ours == pytest.approx(1.5)
+    assert summ.loc["depthwise"].cudnn_over_ours == pytest.approx(0.4)
+    assert pd.isna(summ.loc["add"].cudnn_conv_fp32_ms) and summ.loc["add"].ours_ms == 0.005
 
 
 def test_report_without_measured_rows_says_where_they_come_from(tmp_path: Path) -> None:

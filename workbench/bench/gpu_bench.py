@@ -92,7 +92,7 @@ def measure_model(name: str, size: int, batches: tuple[int, ...], work: Path, co
     from workbench.codegen.cuda.tune import GpuTuningLog, tune_network
     from workbench.codegen.frontend import to_lr
     done = {(r["model"], r["batch"], r["runtime"], r["weights"]) for r in _rows(work)
-            if "runtime" in r}
+            if r.get("runtime")}
     label = f"{name}-{size}"
     dense, pruned, note, _ = model_pair(name, size)
     xs = torch.randn(1, 3, size, size)
@@ -146,12 +146,38 @@ def measure_model(name: str, size: int, batches: tuple[int, ...], work: Path, co
                 replay = lambda net=net: net.graph(x)   # noqa: E731
                 row(rt, weights, time_eager(replay), rel_err=err,
                     weights_mb=net.weights_bytes() / 2**20)
-                if name == "vgg16_features" and n == 1 and weights == "pruned" and tuned:
-                    for p in net.profile(x):
+                if n == 1 and weights == "pruned" and (tuned or trials == 0):
+                    for p in layer_profile(net, x):
                         _append(work, {"kind": "profile", "model": label, "batch": n, **p})
         model.cpu()
         dense.cpu()
         pruned.cpu()
+
+
+def layer_profile(net: Any, x: Any) -> list[dict[str, Any]]:
+    """Per layer of our network: its kernels alone in a CUDA graph (CudaNetwork.layer_times)
+    and, for a conv, cuDNN's dense conv of the same geometry (fp32, TF32 off, bias, no
+    activation) timed the same way: where ours wins and where it loses."""
+    import torch
+    import torch.nn.functional as F
+    from workbench.codegen.cuda.driver import time_graph
+    _tf32(False)
+    rows = net.layer_times(x)
+    steps = {layer.name: st for layer, st in net.steps if st is not None}
+    for r in rows:
+        g = steps[r["layer"]].geometry
+        r["cudnn_conv_fp32_ms"] = float("nan")
+        if g is None:
+            continue
+        xi = torch.randn(x.shape[0], g.c, g.h, g.w, device="cuda")
+        w = torch.randn(g.o, g.cg, g.kh, g.kw, device="cuda")
+        b = torch.randn(g.o, device="cuda")
+        with torch.no_grad():
+            r["cudnn_conv_fp32_ms"] = time_graph(lambda: F.conv2d(
+                xi, w, b, (g.sh, g.sw), (g.ph, g.pw), (g.dh, g.dw), g.groups))
+        r["geometry"] = (f"{g.c}x{g.h}x{g.w}->{g.o} k{g.kh}x{g.kw} s{g.sh}"
+                         f"{' dw' if g.groups == g.c and g.groups > 1 else ''}")
+    return rows
 
 
 def measure_layers(work: Path, log: Callable[[str], None] = print) -> None:
@@ -160,7 +186,8 @@ def measure_layers(work: Path, log: Callable[[str], None] = print) -> None:
     import torch.nn.functional as F
     from workbench.bench.peers_bench import model_pair
     from workbench.codegen.cuda.network import CudaNetwork
-    from workbench.codegen.cuda.tune import GpuTuningLog, time_graph, tune_layer
+    from workbench.codegen.cuda.driver import time_graph
+    from workbench.codegen.cuda.tune import GpuTuningLog, tune_layer
     from workbench.codegen.frontend import to_lr
     if any(r.get("kind") == "layer" for r in _rows(work)):
         return
@@ -201,7 +228,7 @@ def report(work: Path, out: Path, config: dict[str, Any]) -> None:
     import pandas as pd
     from workbench.provenance import write_json, write_table
     rows = _rows(work)
-    e2e = pd.DataFrame([r for r in rows if "runtime" in r])
+    e2e = pd.DataFrame([r for r in rows if r.get("runtime")])
     meta = next((r for r in rows if r.get("kind") == "machine"), {})
     prov = provenance(current_command(), {**config, "gpu_machine": meta, "tensorrt": TENSORRT_NOTE})
     out.mkdir(parents=True, exist_ok=True)
@@ -217,15 +244,42 @@ def report(work: Path, out: Path, config: dict[str, Any]) -> None:
                     "VGG-16-224 3x3 layers at batch 1: ours pruned vs cuDNN dense (ms)")
     prof = pd.DataFrame([r for r in rows if r.get("kind") == "profile"])
     if not prof.empty:
-        write_table(prof.drop(columns=["kind", "schedule"]), out / "profile", prov,
-                    "ours, pruned VGG-16-224 conv stack, per layer (eager: CUDA events between "
-                    "launches, so Python's launch cost is in each; layers.md times them in graphs)")
+        prof = prof.drop(columns=["kind", "schedule"])
+        if "cudnn_conv_fp32_ms" in prof:
+            prof["ours_vs_cudnn_conv"] = prof["cudnn_conv_fp32_ms"] / prof["ms"]
+        write_table(prof, out / "profile", prov,
+                    "ours pruned at batch 1, per layer: each layer's kernels alone in a CUDA "
+                    "graph (ms), beside cuDNN's dense conv of the same geometry (fp32, no "
+                    "activation)")
+        write_table(profile_summary(prof), out / "profile_summary", prov,
+                    "where the time of ours pruned goes at batch 1: per model and kind of layer, "
+                    "the sum of the per-layer times (ms) and cuDNN's dense convs of the same "
+                    "geometry")
     tgt = targets(e2e)
     write_table(tgt, out / "targets", prov, "Issue 26 targets, measured in this run")
     if (work / "gpu_tuning.jsonl").exists():
         (out / "gpu_tuning.jsonl").write_text((work / "gpu_tuning.jsonl").read_text())
     write_json({"config": config, "gpu_machine": meta}, out / "gpu.json")
     plot(e2e, out / "end_to_end.png", prov)
+
+
+def layer_kind(row: Any) -> str:
+    """A profile row's kind: conv3x3, depthwise, conv1x1, convKxK, or the op."""
+    geo = row.get("geometry")
+    if row["op"] != "conv2d" or not isinstance(geo, str):
+        return row["op"]
+    k = geo.split(" k")[1].split(" ")[0]
+    return "depthwise" if geo.endswith(" dw") else f"conv{k}"
+
+
+def profile_summary(prof: Any) -> Any:
+    """Per (model, kind of layer): layers, ours ms summed, cuDNN conv ms summed, their ratio."""
+    prof = prof.assign(kind=[layer_kind(r) for r in prof.to_dict("records")])
+    out = prof.groupby(["model", "kind"], as_index=False).agg(
+        layers=("layer", "count"), ours_ms=("ms", "sum"),
+        cudnn_conv_fp32_ms=("cudnn_conv_fp32_ms", lambda v: v.sum(min_count=1)))
+    out["cudnn_over_ours"] = out["cudnn_conv_fp32_ms"] / out["ours_ms"]
+    return out.sort_values(["model", "ours_ms"], ascending=[True, False])
 
 
 def targets(e2e: Any) -> Any:

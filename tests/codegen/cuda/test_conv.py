@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from workbench.codegen.cuda.conv import conv_geometry, pack_gpu, render_conv, unpack_gpu
+from workbench.codegen.cuda.conv import (check_schedule, conv_geometry, fit_schedule, pack_gpu,
+                                         render_conv, unpack_gpu)
 from workbench.codegen.cuda.nvrtc import CudaCompileError, compile_cuda
 from workbench.codegen.cuda.pointwise import (is_pointwise, pack_pointwise, render_pointwise,
                                               unpack_pointwise)
@@ -86,7 +87,7 @@ def test_schedules_that_cannot_run_are_refused() -> None:
 
 
 def test_conv_space_counts_and_indexes_its_points() -> None:
-    assert len(CONV_SPACE) == 3 * 4 * 4 * 3 * 4 * 4
+    assert len(CONV_SPACE) == 3 * 4 * 4 * 3 * 4 * 5 * 2
     points = list(CONV_SPACE)
     assert len(points) == len(CONV_SPACE) and points[7] == CONV_SPACE[7]
     assert schedule_at(points[0]).tile_f == 4
@@ -113,6 +114,35 @@ def test_conv_source_compiles_to_ptx_for_random_layers_and_schedules(o, c, k, st
         src = render(default_gpu_schedule(g.og, g.ho, g.wo, g.kh, g.kw, g.cg, k == 1))
     ptx = compile_cuda(src, "compute_90").decode()
     assert ".entry wb_conv" in ptx
+
+
+@pytest.mark.needs_nvrtc
+@pytest.mark.parametrize("k,hw,s", [
+    (3, 20, GpuSchedule(stages=2, groups=4)),
+    (3, 40, GpuSchedule(stages=2, tile_h=16, tile_w=16, px_y=1, px_x=1, ksplit=2)),
+    (1, 14, GpuSchedule(stages=2, px_y=4, px_x=2, cblock=16, groups=2)),
+    (5, 9, GpuSchedule(stages=2, tile_h=4, tile_w=64, px_y=1, px_x=1, cblock=4))])
+def test_double_buffered_tiles_assemble_for_the_card(k: int, hw: int, s: GpuSchedule) -> None:
+    # a CUBIN runs ptxas, which checks the cp.async inline assembly that PTX output only copies
+    rng = np.random.default_rng(k + hw)
+    layer = _layer(rng, 16, 16, k)
+    g = conv_geometry(layer, (16, hw, hw))
+    src = render_pointwise(g, s) if is_pointwise(g) else \
+        render_conv(g, s, pack_gpu(layer, s.tile_f).patterns)
+    assert "cp.async.wait_group 1" in src
+    assert compile_cuda(src, "sm_90")[:4] == b"\x7fELF"
+
+
+def test_a_double_buffered_tile_takes_twice_the_shared_memory() -> None:
+    rng = np.random.default_rng(0)
+    g = conv_geometry(_layer(rng, 16, 16, 3), (16, 64, 64))
+    s = GpuSchedule(tile_h=16, tile_w=64, px_y=2, px_x=2, cblock=8, groups=1)
+    check_schedule(g, s)          # 8 channels of 18 x 68 floats: 39 KB of the 48 KB
+    with pytest.raises(ValueError, match="shared memory"):
+        check_schedule(g, s.with_(stages=2))
+    assert fit_schedule(g, s.with_(stages=2)).cblock == 4
+    with pytest.raises(ValueError, match="stages"):
+        GpuSchedule(stages=3)
 
 
 @pytest.mark.needs_nvrtc

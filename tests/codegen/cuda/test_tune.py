@@ -1,6 +1,7 @@
 """The GPU tuner without a GPU: its candidates and its log (timing needs the GPU machine)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +71,48 @@ def test_compile_all_fills_the_cache_from_a_pool_of_processes(tmp_path: Path,
     for src in srcs:
         key = source_hash(src, "compute_90", nvrtc.nvrtc_version(), *nvrtc._FLAGS)
         assert (tmp_path / "cuda" / f"{key}.ptx").exists()
+
+
+def test_the_walk_finds_a_pair_of_knobs_that_pay_only_together(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.codegen.cuda import tune
+    rng = np.random.default_rng(0)
+    layer = conv_layer(pattern_pruned(rng, 128, 64, 0.3), None, 1, 1, name="c", inputs=["x"])
+    shape = (64, 28, 28)
+    first = tune.default_schedule(layer, shape)
+    assert (first.groups, first.stages) == (4, 1)
+
+    def cost(s: GpuSchedule) -> float:
+        # 16 groups alone barely pay, double buffering alone costs; both together win, and
+        # the way there runs through 8 groups, then 8 with double buffering
+        base = {(4, 1): 1.0, (8, 1): 0.9, (16, 1): 0.95, (4, 2): 1.02, (8, 2): 0.92,
+                (16, 2): 0.5}.get((s.groups, s.stages), 1.1)
+        others = sum(getattr(s, k) != getattr(first, k) for k in
+                     ("tile_f", "tile_h", "tile_w", "px_y", "px_x", "cblock", "ksplit"))
+        return base + 0.1 * others
+
+    monkeypatch.setattr(tune, "gpu_target", lambda: "cuda:sm_90:fake")
+    monkeypatch.setattr(tune, "_layer_runners", lambda layer, shape, n, scheds: list(scheds))
+    monkeypatch.setattr(tune, "time_graph", cost)
+    log = GpuTuningLog(tmp_path / "log.jsonl")
+    pick = tune.tune_layer(layer, shape, 1, 60, log)
+    assert (pick.groups, pick.stages) == (16, 2) and cost(pick) == 0.5
+    recs = log.records()
+    assert len(recs) <= 60 and len({json.dumps(r["schedule"]) for r in recs}) == len(recs)
+    assert [r["default"] for r in recs].count(True) == 1 and sum(r["pick"] for r in recs) == 1
+    assert tune.tune_layer(layer, shape, 1, 60, log) == pick        # replayed, not re-timed
+    assert len(log.records()) == len(recs)
+
+
+def test_neighbours_change_one_knob_and_fit_the_layer() -> None:
+    from workbench.codegen.cuda.tune import default_schedule, neighbours
+    rng = np.random.default_rng(2)
+    layer = conv_layer(pattern_pruned(rng, 64, 32, 0.3), None, 1, 1, name="c", inputs=["x"])
+    s = default_schedule(layer, (32, 14, 14))
+    g = conv_geometry(layer, (32, 14, 14))
+    ns = neighbours(g, s)
+    assert ns and s not in ns and len(set(ns)) == len(ns)
+    for n in ns:
+        diff = {k for k, v in n.to_dict().items() if v != getattr(s, k)}
+        assert diff and (len(diff) == 1 or diff in ({"tile_h", "tile_w"}, {"px_y", "px_x"}))
+        check_schedule(g, n)

@@ -171,7 +171,7 @@ def check_schedule(g: ConvGeometry, s: GpuSchedule) -> None:
         raise ValueError(f"{s}: filter groups of a grouped conv read different channels; "
                          f"one per block")
     ih, iwp = _tile_dims(g, s)
-    smem = 4 * min(s.cblock, g.cg) * ih * iwp
+    smem = 4 * s.stages * min(s.cblock, g.cg) * ih * iwp
     if smem > SMEM_LIMIT:
         raise ValueError(f"{s}: the input tile needs {smem} bytes of shared memory "
                          f"(at most {SMEM_LIMIT})")
@@ -182,7 +182,7 @@ def fit_schedule(g: ConvGeometry, s: GpuSchedule) -> GpuSchedule:
     kernels read wide tiles)."""
     while s.cblock > 1:
         ih, iwp = _tile_dims(g, s)
-        if 4 * min(s.cblock, g.cg) * ih * iwp <= SMEM_LIMIT:
+        if 4 * s.stages * min(s.cblock, g.cg) * ih * iwp <= SMEM_LIMIT:
             break
         s = s.with_(cblock=s.cblock // 2)
     return s
@@ -205,7 +205,8 @@ def launch_dims(g: ConvGeometry, s: GpuSchedule, n: int) -> tuple[tuple[int, int
 def kernel_head(g: ConvGeometry, s: GpuSchedule, name: str) -> list[str]:
     """The lines every conv kernel starts with: signature, block and thread indices, zeroed
     accumulators a{f}_{py}_{px}, and the loop over this split's channel blocks up to the
-    staged tile (threads without a filter group then skip to the next block).
+    staged tile `tb`, opening `if (live)` (threads without a filter group only stage);
+    kernel_loop_end closes both.
 
     Arguments: x, y, ptr and idx (the storage's int offsets and indices), wts, order, bias."""
     cb = min(s.cblock, g.cg)
@@ -218,14 +219,14 @@ def kernel_head(g: ConvGeometry, s: GpuSchedule, name: str) -> list[str]:
     tiles_x = -(-g.wo // s.tile_w)
     tf = s.tile_f
     fp = [(f, py, px) for f in range(tf) for py in range(s.px_y) for px in range(s.px_x)]
-    L: list[str] = []
+    L: list[str] = [CP_ASYNC] if s.stages == 2 else []
     e = L.append
     e(f"extern \"C\" __global__ void __launch_bounds__({s.threads}) {name}(")
     e("    const float* __restrict__ x, float* __restrict__ y,")
     e("    const int* __restrict__ ptr, const int* __restrict__ idx,")
     e("    const float* __restrict__ wts, const int* __restrict__ order,")
     e("    const float* __restrict__ bias) {")
-    e(f"  __shared__ __align__(16) float tile[{cb * plane}];")
+    e(f"  __shared__ __align__(16) float tile[{s.stages * cb * plane}];")
     n_groups = -(-g.o // tf)
     per = -(-(ih * iw) // s.threads)     # tile elements of one channel each thread stages
     e("  const int t = threadIdx.x;")
@@ -254,29 +255,78 @@ def kernel_head(g: ConvGeometry, s: GpuSchedule, name: str) -> list[str]:
             e(f"    if (yy >= 0 && yy < {g.h} && xx >= 0 && xx < {g.w}) goff{j} = yy * {g.w} + xx;")
             e("  }")
     e(f"  const int b0 = split * {nblk} / {ks}, b1 = (split + 1) * {nblk} / {ks};")
+    buf = cb * plane
+    if s.stages == 2:
+        # double buffering: block b0 is copied in before the loop, block b + 1 while b is
+        # computed; one cp.async group per block, so waiting for all but the newest group
+        # waits for block b
+        L += _stage(g, s, "b0", "tile", per)
+        e("  asm volatile(\"cp.async.commit_group;\\n\" ::: \"memory\");")
     e("  for (int b = b0; b < b1; ++b) {")
-    e("    __syncthreads();")
+    if s.stages == 2:
+        e("    if (b + 1 < b1) {")
+        L += ["  " + ln for ln in _stage(g, s, "b + 1", f"(tile + ((b - b0 + 1) & 1) * {buf})", per)]
+        e("    }")
+        e("    asm volatile(\"cp.async.commit_group;\\n\" ::: \"memory\");")
+        e("    asm volatile(\"cp.async.wait_group 1;\\n\" ::: \"memory\");")
+        e("    __syncthreads();")
+        e(f"    const float* tb = tile + ((b - b0) & 1) * {buf};")
+    else:
+        e("    __syncthreads();")
+        L += _stage(g, s, "b", "tile", per)
+        e("    __syncthreads();")
+        e("    const float* tb = tile;")
+    e("    if (live) {")
+    return L
+
+
+def kernel_loop_end(s: GpuSchedule) -> list[str]:
+    """The lines that close kernel_head's `if (live)` and its channel-block loop (with a
+    double-buffered tile, every thread must be done with a buffer before it is refilled)."""
+    return ["    }"] + (["    __syncthreads();"] if s.stages == 2 else []) + ["  }"]
+
+
+def _stage(g: ConvGeometry, s: GpuSchedule, blk: str, dst: str, per: int) -> list[str]:
+    """Lines that copy channel block `blk` of the input window into shared memory at `dst`
+    (zeros for padding and for channels past the last): plain loads and stores, or cp.async
+    copies with a zero fill (src-size 0) when the tile is double-buffered."""
+    cb = min(s.cblock, g.cg)
+    ih, iwp = _tile_dims(g, s)
+    iw = (s.tile_w - 1) * g.sw + (g.kw - 1) * g.dw + 1
+    plane = ih * iwp
+    L: list[str] = []
+    e = L.append
+
+    def put(at: str, ok: str, src: str) -> str:
+        if s.stages == 2:
+            return f"wb_cp4({dst} + {at}, {ok} ? {src} : xn, {ok});"
+        return f"{dst}[{at}] = {ok} ? __ldg({src}) : 0.0f;"
     if per <= 8:
         e("    #pragma unroll")
         e(f"    for (int cl = 0; cl < {cb}; ++cl) {{")
-        e(f"      const int c = b * {cb} + cl;")
+        e(f"      const int c = ({blk}) * {cb} + cl;")
         e(f"      const float* xc = xn + (long)c * {g.h * g.w};")
         for j in range(per):
-            e(f"      if (soff{j} >= 0) tile[cl * {plane} + soff{j}] = "
-              f"(goff{j} >= 0 && c < {g.cg}) ? __ldg(xc + goff{j}) : 0.0f;")
+            e(f"      if (soff{j} >= 0) " +
+              put(f"cl * {plane} + soff{j}", f"(goff{j} >= 0 && c < {g.cg})", f"xc + goff{j}"))
         e("    }")
     else:
         e(f"    for (int i = t; i < {cb * ih * iw}; i += {s.threads}) {{")
         e(f"      const int cl = i / {ih * iw}, r = (i / {iw}) % {ih}, col = i % {iw};")
-        e(f"      const int c = b * {cb} + cl, yy = iy0 + r, xx = ix0 + col;")
-        e("      float v = 0.0f;")
-        e(f"      if (c < {g.cg} && yy >= 0 && yy < {g.h} && xx >= 0 && xx < {g.w})")
-        e(f"        v = __ldg(xn + (long)c * {g.h * g.w} + yy * {g.w} + xx);")
-        e(f"      tile[cl * {plane} + r * {iwp} + col] = v;")
+        e(f"      const int c = ({blk}) * {cb} + cl, yy = iy0 + r, xx = ix0 + col;")
+        e(f"      const bool ok = c < {g.cg} && yy >= 0 && yy < {g.h} && xx >= 0 && xx < {g.w};")
+        e("      " + put(f"cl * {plane} + r * {iwp} + col", "ok",
+                         f"xn + (long)c * {g.h * g.w} + yy * {g.w} + xx"))
         e("    }")
-    e("    __syncthreads();")
-    e("    if (!live) continue;")
     return L
+
+
+# a 4-byte global -> shared copy that does not wait (sm_80+); src-size 0 writes a zero
+CP_ASYNC = """static __device__ __forceinline__ void wb_cp4(float* dst, const float* src, bool ok) {
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\\n" :: "r"(d), "l"(src),
+               "r"(ok ? 4 : 0) : "memory");
+}"""
 
 
 def render_conv(g: ConvGeometry, s: GpuSchedule, patterns: np.ndarray, name: str = "wb_conv") -> str:
@@ -301,7 +351,7 @@ def render_conv(g: ConvGeometry, s: GpuSchedule, patterns: np.ndarray, name: str
     e("    for (int cl = 0; cl < cend; ++cl) {")
     e(f"      const int e0 = __ldg(cp + b * {cb} + cl), e1 = __ldg(cp + b * {cb} + cl + 1);")
     e("      if (e0 == e1) continue;")
-    e(f"      const float* s = tile + cl * {plane} + ty * {s.px_y * g.sh * iwp} + "
+    e(f"      const float* s = tb + cl * {plane} + ty * {s.px_y * g.sh * iwp} + "
       f"tx * {s.px_x * g.sw};")
     for r in range(wr):
         e("      " + " ".join(f"const float v{r}_{c} = s[{r * iwp + c}];" for c in range(wc)))
@@ -326,7 +376,7 @@ def render_conv(g: ConvGeometry, s: GpuSchedule, patterns: np.ndarray, name: str
     e("        }")
     e("      }")
     e("    }")
-    e("  }")
+    L += kernel_loop_end(s)
     L += kernel_tail(g, s)
     return "\n".join(L) + "\n"
 

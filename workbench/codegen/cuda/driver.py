@@ -9,7 +9,10 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass
 from functools import lru_cache
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from workbench.codegen.cuda.nvrtc import compile_cuda
 
@@ -102,3 +105,28 @@ def load_kernel(src: str, name: str, arch: str | None = None) -> Kernel:
     module = _check(driver.cuModuleLoadData(image), f"load module of {name}")
     fn = _check(driver.cuModuleGetFunction(module, name.encode()), f"find {name}")
     return Kernel(name, fn, module)
+
+
+def time_graph(fn: Callable[[], None], reps: int = 20, turns: int = 5) -> float:
+    """Median ms of one fn() call: fn captured reps times in one CUDA graph, replayed turns
+    times, each replay timed with CUDA events."""
+    import torch
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(reps):
+            fn()
+    g.replay()
+    times = []
+    for _ in range(turns):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / reps)
+    return float(np.median(times))

@@ -250,7 +250,8 @@ class CudaNetwork:
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def profile(self, x: Any, warmup: int = 3, repeats: int = 20) -> list[dict[str, Any]]:
-        """Median CUDA-event time per layer (ms) over repeats eager runs after warmup."""
+        """Median CUDA-event time per layer (ms) over repeats eager runs after warmup (Python's
+        launch cost included: see layer_times for times without it)."""
         import torch
         self._check_input(x)
         self._prepare()
@@ -266,9 +267,33 @@ class CudaNetwork:
             marks = [start, *events]
             runs.append([a.elapsed_time(b) for a, b in zip(marks, marks[1:])])
         ms = np.median(np.asarray(runs), axis=0)
-        n = int(x.shape[0])
         timed = [(layer, st) for layer, st in self.steps if st is not None]
-        return [{"layer": layer.name, "op": layer.op, "ms": float(t),
-                 "schedule": st.schedule.to_dict() if st.schedule else None,
-                 "useful_gflops": 2 * st.fmas * n / (t * 1e6) if t > 0 else 0.0}
-                for (layer, st), t in zip(timed, ms)]
+        return [self._row(layer, st, float(t), int(x.shape[0])) for (layer, st), t in zip(timed, ms)]
+
+    def layer_times(self, x: Any) -> list[dict[str, Any]]:
+        """Per layer, the median ms of its kernels alone, captured 20 times in one CUDA graph
+        (cuda.driver.time_graph: no launch cost, so the rows add up to about net.graph(x))."""
+        from workbench.codegen.cuda.driver import time_graph
+        self._check_input(x)
+        self._prepare()
+        n = int(x.shape[0])
+        self._run(x)                     # fills every intermediate buffer with real values
+        bufs = self._buffers_for(n)
+        (name,) = self.lr.inputs
+        vals: dict[str, Any] = {name: x.contiguous(), **bufs}
+        rows = []
+        for layer, st in self.steps:
+            ins = [vals[v] for v in layer.inputs]
+            if st is None:
+                vals[layer.name] = ins[0].reshape(n, -1)
+                continue
+            y = bufs[layer.name]
+            t = time_graph(lambda st=st, ins=ins, y=y: st.run(st, ins, y, n))
+            rows.append(self._row(layer, st, t, n))
+        return rows
+
+    def _row(self, layer: Layer, st: CudaStep, ms: float, n: int) -> dict[str, Any]:
+        return {"layer": layer.name, "op": layer.op, "ms": ms,
+                "out_shape": "x".join(map(str, self.shapes[layer.name])),
+                "schedule": st.schedule.to_dict() if st.schedule else None,
+                "useful_gflops": 2 * st.fmas * n / (ms * 1e6) if ms > 0 else 0.0}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench.codegen.cuda.conv import (ConvGeometry, _tile_dims, check_schedule, kernel_head,
-                                         kernel_tail)
+                                         kernel_loop_end, kernel_tail)
 from workbench.codegen.cuda.schedule import GpuSchedule
 from workbench.codegen.lr import Layer
 
@@ -99,7 +99,7 @@ def render_pointwise(g: ConvGeometry, s: GpuSchedule, name: str = "wb_conv") -> 
       f"k1 = __ldg(ptr + grp * {nblk + 1} + b + 1);")
     e("    #pragma unroll 2")
     e("    for (int k = k0; k < k1; ++k) {")
-    e(f"      const float* s = tile + __ldg(idx + k) * {plane} + ty * {s.px_y * g.sh * iwp} + "
+    e(f"      const float* s = tb + __ldg(idx + k) * {plane} + ty * {s.px_y * g.sh * iwp} + "
       f"tx * {s.px_x * g.sw};")
     for py in range(s.px_y):
         e("      " + " ".join(f"const float v{py}_{px} = s[{py * g.sh * iwp + px * g.sw}];"
@@ -119,6 +119,6 @@ def render_pointwise(g: ConvGeometry, s: GpuSchedule, name: str = "wb_conv") -> 
         e("      " + " ".join(f"a{f}_{py}_{px} += {ws[f]} * v{py}_{px};"
                               for py in range(s.px_y) for px in range(s.px_x)))
     e("    }")
-    e("  }")
+    L += kernel_loop_end(s)
     L += kernel_tail(g, s)
     return "\n".join(L) + "\n"

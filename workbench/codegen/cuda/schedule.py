@@ -6,7 +6,8 @@ tile_f consecutive filters each (in execution order); the threads of one filter 
 hold px_y x px_x pixels of the tile for its tile_f filters. Input channels are staged cblock
 at a time in shared memory, once for all groups x tile_f filters of the block; ksplit > 1
 splits the channels over that many blocks per tile, which add their partial sums atomically
-(small planes at batch 1 have too few tiles to fill the GPU otherwise).
+(small planes at batch 1 have too few tiles to fill the GPU otherwise). stages = 2 double-buffers
+the staged tile: the next channel block is copied in (cp.async) while this one is computed.
 """
 from __future__ import annotations
 
@@ -30,11 +31,15 @@ class GpuSchedule:
     cblock: int = 8
     ksplit: int = 1
     groups: int = 1
+    stages: int = 1
 
     def __post_init__(self) -> None:
         for k, v in asdict(self).items():
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"GpuSchedule.{k} must be a positive int, got {v!r}")
+        if self.stages not in (1, 2):
+            raise ValueError(f"GpuSchedule.stages is 1 (one staged tile) or 2 (double-buffered), "
+                             f"got {self.stages}")
         if self.tile_h % self.px_y or self.tile_w % self.px_x:
             raise ValueError(f"tile {self.tile_h}x{self.tile_w} is not a whole number of "
                              f"{self.px_y}x{self.px_x} thread tiles")
@@ -124,7 +129,8 @@ class GpuScheduleSpace:
 
 
 CONV_SPACE = GpuScheduleSpace.of(tile_f=(4, 8, 16), tile=(0, 1, 2, 3), thread=(0, 1, 2, 3),
-                                 cblock=(4, 8, 16), ksplit=(1, 2, 4, 8), groups=(1, 2, 4, 8))
+                                 cblock=(4, 8, 16), ksplit=(1, 2, 4, 8), groups=(1, 2, 4, 8, 16),
+                                 stages=(1, 2))
 # tile and thread index these (tile_h, tile_w) and (px_y, px_x) choices
 TILES = ((8, 32), (16, 16), (4, 64), (8, 16))
 THREAD_TILES = ((1, 1), (2, 2), (4, 2), (2, 4))
@@ -135,4 +141,5 @@ def schedule_at(point: dict[str, int]) -> GpuSchedule:
     th, tw = TILES[point["tile"]]
     py, px = THREAD_TILES[point["thread"]]
     return GpuSchedule(tile_f=point["tile_f"], tile_h=th, tile_w=tw, px_y=py, px_x=px,
-                       cblock=point["cblock"], ksplit=point["ksplit"], groups=point["groups"])
+                       cblock=point["cblock"], ksplit=point["ksplit"], groups=point["groups"],
+                       stages=point.get("stages", 1))

@@ -21,6 +21,7 @@ import numpy as np
 
 from workbench.codegen.build import cache_dir, debug
 from workbench.codegen.cuda.conv import check_schedule, conv_geometry, fit_schedule
+from workbench.codegen.cuda.driver import time_graph
 from workbench.codegen.cuda.schedule import (CONV_SPACE, THREAD_TILES, TILES, GpuSchedule,
                                              default_gpu_schedule, schedule_at)
 from workbench.codegen.lr import LR, Layer
@@ -65,72 +66,63 @@ class GpuTuningLog:
         return GpuSchedule.from_dict(picks[-1]["schedule"]) if picks else None
 
 
+def _fits(g: Any, s: GpuSchedule) -> bool:
+    if s.tile_h > g.ho * 2 or s.tile_w > g.wo * 2:
+        return False   # a tile far past the plane only idles threads
+    try:
+        check_schedule(g, s)
+    except ValueError:
+        return False
+    return True
+
+
+def neighbours(g: Any, s: GpuSchedule) -> list[GpuSchedule]:
+    """The schedules one knob away from s (each knob's other CONV_SPACE values) that can run
+    conv g."""
+    values = dict(CONV_SPACE.knobs)
+    out = [s.with_(**{knob: v}) for knob in ("groups", "tile_f", "cblock", "ksplit", "stages")
+           for v in values[knob]]
+    out += [s.with_(tile_h=th, tile_w=tw) for th, tw in TILES]
+    out += [s.with_(px_y=py, px_x=px) for py, px in THREAD_TILES]
+    if g.groups > 1:      # grouped convs: one filter group per block, tile_f dividing og
+        out = [c for c in out if c.groups == 1 and g.og % c.tile_f == 0]
+    return [c for c in dict.fromkeys(out) if c != s and _fits(g, c)]
+
+
+def default_schedule(layer: Layer, in_shape: tuple[int, ...]) -> GpuSchedule:
+    """The untuned schedule of conv `layer` on a (C, H, W) input (as CudaNetwork builds it)."""
+    g = conv_geometry(layer, in_shape)
+    return fit_schedule(g, default_gpu_schedule(g.og, g.ho, g.wo, g.kh, g.kw, g.cg,
+                                                (g.kh, g.kw) == (1, 1)))
+
+
 def candidates(layer: Layer, in_shape: tuple[int, ...], trials: int, seed: int = 0
                ) -> list[GpuSchedule]:
-    """Up to `trials` schedules that can run this layer: the default, then the default with
-    one knob changed (each knob's other values), then CONV_SPACE points in a seeded random
-    order."""
+    """Up to `trials` schedules that can run this layer: the default, then its neighbours
+    (one knob changed), then CONV_SPACE points in a seeded random order."""
     g = conv_geometry(layer, in_shape)
-    first = fit_schedule(g, default_gpu_schedule(g.og, g.ho, g.wo, g.kh, g.kw, g.cg,
-                                                 (g.kh, g.kw) == (1, 1)))
-    out, seen = [], set()
+    first = default_schedule(layer, in_shape)
+    out = [first, *neighbours(g, first)][:trials]
+    return out + random_points(g, trials - len(out), set(out), seed)
 
-    def add(s: GpuSchedule) -> None:
-        if len(out) >= trials or s in seen:
-            return
-        seen.add(s)
-        if s.tile_h > g.ho * 2 or s.tile_w > g.wo * 2:
-            return   # a tile far past the plane only idles threads
-        try:
-            check_schedule(g, s)
-        except ValueError:
-            return
-        out.append(s)
 
-    add(first)
-    values = dict(CONV_SPACE.knobs)
-    for knob in ("groups", "tile_f", "cblock", "ksplit"):
-        for v in values[knob]:
-            add(first.with_(**{knob: v}))
-    for th, tw in TILES:
-        add(first.with_(tile_h=th, tile_w=tw))
-    for py, px in THREAD_TILES:
-        add(first.with_(px_y=py, px_x=px))
+def random_points(g: Any, k: int, seen: set[GpuSchedule], seed: int = 0) -> list[GpuSchedule]:
+    """k CONV_SPACE points not in seen that can run conv g, in a seeded random order."""
     idx = list(range(len(CONV_SPACE)))
     random.Random(seed).shuffle(idx)
+    out: list[GpuSchedule] = []
     for i in idx:
-        if len(out) >= trials:
+        if len(out) >= k:
             break
         s = schedule_at(CONV_SPACE[i])
         if g.groups > 1:
-            s = s.with_(tile_f=first.tile_f, groups=1)
-        add(s)
+            s = s.with_(tile_f=min(s.tile_f, g.og), groups=1)
+            if g.og % s.tile_f:
+                continue
+        if s not in seen and _fits(g, s):
+            seen.add(s)
+            out.append(s)
     return out
-
-
-def time_graph(fn: Callable[[], None], reps: int = 20, turns: int = 5) -> float:
-    """Median ms of one fn() call: fn captured reps times in one CUDA graph, replayed turns
-    times, each replay timed with CUDA events."""
-    import torch
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        fn()
-    torch.cuda.current_stream().wait_stream(side)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(reps):
-            fn()
-    g.replay()
-    times = []
-    for _ in range(turns):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) / reps)
-    return float(np.median(times))
 
 
 _POOL: tuple[Any, str] | None = None     # (process pool, the cache folder it was spawned with)
@@ -185,30 +177,53 @@ def tune_layer(layer: Layer, in_shape: tuple[int, ...], batch: int = 1, trials: 
                log: GpuTuningLog | None = None, retune: bool = False, rounds: int = 2
                ) -> GpuSchedule:
     """The fastest of `trials` schedules for conv `layer` at batch size `batch` (replayed from
-    the log when it holds a pick for this layer and card, unless retune)."""
+    the log when it holds a pick for this layer and card, unless retune).
+
+    A best-first walk: time the default and its neighbours, then the unseen neighbours of the
+    fastest schedule not yet expanded, until `trials` are timed (seeded random points fill
+    the budget once no timed schedule has unseen neighbours). Knobs interact (more filter
+    groups per block may pay only with a double-buffered tile), which one step from the
+    default alone misses."""
     log = log or GpuTuningLog()
     sig, target = layer_signature(layer, in_shape, batch), gpu_target()
     if not retune:
         hit = log.best(sig, target)
         if hit is not None:
             return hit
-    cands = candidates(layer, in_shape, trials)
-    runners = _layer_runners(layer, in_shape, batch, cands)
-    ms = np.full((rounds, len(cands)), np.inf)
-    for r in range(rounds):
-        for i, run in enumerate(runners):
-            ms[r, i] = time_graph(run)
-    best_ms = ms.min(axis=0)
-    pick = int(np.argmin(best_ms))
+    g = conv_geometry(layer, in_shape)
+    first = default_schedule(layer, in_shape)
+    timed: dict[GpuSchedule, float] = {}
+    expanded: set[GpuSchedule] = set()
+    batch_ = [first, *neighbours(g, first)][:trials]
+    expanded.add(first)
+    while batch_:
+        runners = _layer_runners(layer, in_shape, batch, batch_)
+        ms = np.full((rounds, len(batch_)), np.inf)
+        for r in range(rounds):
+            for i, run in enumerate(runners):
+                ms[r, i] = time_graph(run)
+        timed.update(zip(batch_, ms.min(axis=0).tolist()))
+        left = trials - len(timed)
+        if left <= 0:
+            break
+        batch_ = []
+        for s in sorted(timed, key=timed.__getitem__):
+            if s not in expanded:
+                expanded.add(s)
+                batch_ = [c for c in neighbours(g, s) if c not in timed][:left]
+                if batch_:
+                    break
+        if not batch_:
+            batch_ = random_points(g, left, set(timed), seed=len(timed))
+    pick = min(timed, key=timed.get)
     stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    for i, s in enumerate(cands):
+    for s, t in timed.items():
         log.append({"signature": sig, "target": target, "version": GPU_LOG_VERSION,
-                    "schedule": s.to_dict(), "ms": float(best_ms[i]), "pick": i == pick,
-                    "default": i == 0, "time": stamp, "layer": layer.name})
+                    "schedule": s.to_dict(), "ms": float(t), "pick": s == pick,
+                    "default": s == first, "time": stamp, "layer": layer.name})
     if debug():
-        print(f"{layer.name}: {cands[pick]} {best_ms[pick]:.4f} ms "
-              f"(default {best_ms[0]:.4f} ms)")
-    return cands[pick]
+        print(f"{layer.name}: {pick} {timed[pick]:.4f} ms (default {timed[first]:.4f} ms)")
+    return pick
 
 
 def tune_network(lr: LR, batch: int = 1, trials: int = 24, log: GpuTuningLog | None = None,
