@@ -79,11 +79,28 @@ def test_split_sums_and_every_filter_tail_match_pytorch() -> None:
     x = rng.standard_normal((2, 64, 9, 11)).astype(np.float32)
     ref = np.maximum(conv_ref(x, wt, b, 1, 1), 0)
     for ks in (1, 2, 4, 8):
-        s = default_gpu_schedule(20, 9, 11, 3, 3, 64, False).with_(tile_f=8, ksplit=ks, cblock=8)
-        net = CudaNetwork(LR({"x": [64, 9, 11]}, [conv_layer(wt, b, 1, 1, act="relu",
-                                                             name="conv", inputs=["x"])],
-                             ["conv"]), {"conv": s})
-        assert rel_err(net(torch.from_numpy(x).cuda()).cpu().numpy(), ref) < 1e-5, ks
+        for stages in (1, 2):       # 2: the double-buffered tile, staged one block ahead
+            s = default_gpu_schedule(20, 9, 11, 3, 3, 64, False).with_(
+                tile_f=8, ksplit=ks, cblock=8, stages=stages)
+            net = CudaNetwork(LR({"x": [64, 9, 11]}, [conv_layer(wt, b, 1, 1, act="relu",
+                                                                 name="conv", inputs=["x"])],
+                                 ["conv"]), {"conv": s})
+            assert rel_err(net(torch.from_numpy(x).cuda()).cpu().numpy(), ref) < 1e-5, (ks, stages)
+
+
+@pytest.mark.parametrize("c", [5, 44, 67])
+def test_a_double_buffered_tile_zero_fills_the_last_partial_block(c: int) -> None:
+    rng = np.random.default_rng(c)
+    wt = pattern_pruned(rng, 16, c, 0.5)
+    b = rng.standard_normal(16).astype(np.float32)
+    x = rng.standard_normal((1, c, 13, 10)).astype(np.float32)
+    ref = conv_ref(x, wt, b, 1, 1)
+    for cblock in (4, 8, 16):
+        s = default_gpu_schedule(16, 13, 10, 3, 3, c, False).with_(cblock=cblock, stages=2)
+        net = CudaNetwork(LR({"x": [c, 13, 10]}, [conv_layer(wt, b, 1, 1, name="conv",
+                                                             inputs=["x"])], ["conv"]),
+                          {"conv": s})
+        assert rel_err(net(torch.from_numpy(x).cuda()).cpu().numpy(), ref) < 1e-5, cblock
 
 
 class _Residual(nn.Module):
