@@ -387,10 +387,11 @@ def main(argv: list[str] | None = None) -> int:
                            "gpu": torch.cuda.get_device_name(),
                            "torch": torch.__version__, "cuda": torch.version.cuda,
                            "cudnn": torch.backends.cudnn.version(), "nvrtc": nvrtc_version()})
-        for label in models:
-            name, size = label.rsplit("-", 1)
-            measure_model(name, int(size), tuple(batches), work, a.compile,
-                          0 if label in a.no_tune else a.trials)
+        for n in batches:      # every model at batch 1 before any at 8: a cut run has batch 1
+            for label in models:
+                name, size = label.rsplit("-", 1)
+                measure_model(name, int(size), (n,), work, a.compile,
+                              0 if label in a.no_tune else a.trials)
         if not a.no_layers:
             measure_layers(work)
     report(work, out, config)
