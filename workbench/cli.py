@@ -38,6 +38,8 @@ BENCHES: dict[str, tuple[str, str]] = {
             "the CUDA target vs PyTorch eager / cuDNN graphs / torch.compile on the GPU"),
     "linear": ("workbench.bench.linear_bench",
                "VGG-16's classifier GEMVs, dense and pruned 8x (block, irregular): ours vs PyTorch"),
+    "steadiness": ("workbench.bench.steadiness",
+                   "the spread of ours beside fixed-work compute and memory probes (is it ours?)"),
 }
 
 

@@ -29,6 +29,13 @@ def test_the_regime_writes_table3_per_size_and_pretraining_data_and_resumes(tiny
     assert len(df) == 2 * 2 * 2                      # sizes x pre-training data x alphas
     assert ((df.configs_base >= 1) & (df.configs_comp >= 1)).all()
     assert (out / "table3.md").exists() and (out / "speedup_vs_n.png").exists()
+    # Figure 11 for the smallest N, once per pre-training data, curves over the budget
+    for unl in (False, True):
+        fig = out / cocotune_regime.figure_dir(10, unl)
+        assert (fig / "figure11.png").exists()
+        summary = pd.read_json(fig / "figure11.json", typ="series")
+        assert len(summary["curve_default"]) >= 2 and len(summary["curve_block"]) >= 2
+    assert not (out / cocotune_regime.figure_dir(40, False)).exists()
     # the adapted target models are the teachers: 5-way, and better than chance
     assert cocotune_regime.evaluate_adapted(tiny, 40, runs) > 0.3
     # blocks pre-trained with the pool saw more images than the 5 x N target images
@@ -37,6 +44,11 @@ def test_the_regime_writes_table3_per_size_and_pretraining_data_and_resumes(tiny
     assert seen[0] == 50 and seen[-1] > 50
     again = cocotune_regime.run(quick=True, out=out, run_dir=runs, regime=tiny)
     pd.testing.assert_frame_equal(df, again)
+
+
+def test_a_figure_for_a_size_not_run_is_refused(tiny, tmp_path):
+    with pytest.raises(ValueError, match="figure_n 7"):
+        cocotune_regime.regime_table3(replace(tiny, figure_n=7), tmp_path)
 
 
 def test_the_cli_knows_the_regime():

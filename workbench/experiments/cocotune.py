@@ -547,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", nargs="+", type=int, default=None,
                    help="regime: labelled images per target class (default quick 10 40 120, "
                         "full 20 100 500 4500)")
+    p.add_argument("--figure-n", type=int, default=None,
+                   help="regime: the N whose Figure 11 is drawn (default the smallest)")
     p.add_argument("--quick", action="store_true", help="digits + ResNet-14 on CPU, minutes")
     p.add_argument("--workers", nargs="+", type=int, default=[1, 2, 4], help="#nodes column")
     p.add_argument("--dask", default=None,
@@ -573,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         from workbench.experiments.cocotune_regime import run as run_regime
         df = run_regime(args.quick, args.out, args.run_dir, args.device,
                         tuple(args.sizes) if args.sizes else None, tuple(args.workers),
-                        args.dask, args.data_path, command)
+                        args.dask, args.data_path, command, figure_n=args.figure_n)
         print(df.to_string(index=False))
         return 0
     done = run_all(args.what, args.quick, args.out, args.run_dir, args.device,

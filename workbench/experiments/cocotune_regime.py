@@ -18,11 +18,13 @@ Where it differs from the report:
 So a pruned network has less to relearn here, and the benefit is a lower bound of the report's.
 
 Table 3 (configurations tried, time, network size, speedup, overhead) is written per N, alpha,
-#nodes and pre-training data to results/cocotune/regime/table3, with the speedup against N.
+#nodes and pre-training data to results/cocotune/regime/table3, with the speedup against N,
+and Figure 11 (accuracies right after assembly and after fine-tuning, the curves of one
+network) for one N (`figure_n`, default the smallest) per pre-training data.
 Everything resumes from the run directory (each N is a CoCo-Tune workspace of its own):
 
     python -m workbench.experiments.cocotune regime [--quick] [--sizes 20 100 500 5000]
-        [--device cuda] [--dask N] [--workers 1 4]
+        [--device cuda] [--dask N] [--workers 1 4] [--figure-n 20]
 """
 from __future__ import annotations
 
@@ -32,8 +34,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from workbench.experiments.cocotune import (RUN_DIR, Setup, make_setup, prepare, source_model,
-                                            table3)
+from workbench.experiments.cocotune import (RUN_DIR, Setup, figure11, make_setup, prepare,
+                                            source_model, table3)
 from workbench.provenance import RESULTS, provenance, write_figure, write_table
 from workbench.train import TrainConfig, evaluate, train
 from workbench.tune.pipeline import DataSpec, load_splits
@@ -53,6 +55,7 @@ class Regime:
     source: tuple[int, ...] = SOURCE
     target: tuple[int, ...] = TARGET
     unlabeled: tuple[bool, ...] = (False, True)
+    figure_n: int | None = None    # the N whose Figure 11 curves are drawn (None: the smallest)
 
     def spec(self, classes: tuple[int, ...], per_class: int | None) -> DataSpec:
         """The DataSpec of `classes` with per_class labelled training images (None: all)."""
@@ -114,8 +117,20 @@ def adapt_to_target(r: Regime, n: int, source: Path, run_dir: Path) -> Path:
     return path
 
 
-def regime_table3(r: Regime, run_dir: Path, dask: str | None = None) -> pd.DataFrame:
-    """Table 3 for every target size and pre-training data, one frame."""
+def figure_dir(n: int, unlabeled: bool) -> str:
+    """Where the Figure 11 of target size n and pre-training data goes, under the output."""
+    return f"figure11_n{n}_{'pool' if unlabeled else 'target'}"
+
+
+def regime_table3(r: Regime, run_dir: Path, dask: str | None = None,
+                  figures: tuple[Path, dict] | None = None) -> pd.DataFrame:
+    """Table 3 for every target size and pre-training data, one frame; with figures=(out,
+    provenance), also Figure 11 (initial and final accuracies, the curves of the network
+    pruned 70% in every module) of target size r.figure_n for each pre-training data, in
+    out/figure11_n{N}_{target,pool}/."""
+    fig_n = r.figure_n if r.figure_n is not None else min(r.sizes)
+    if fig_n not in r.sizes:
+        raise ValueError(f"figure_n {fig_n} is not one of the target sizes {r.sizes}")
     source = train_source(r, run_dir)
     frames = []
     for n in r.sizes:
@@ -125,6 +140,8 @@ def regime_table3(r: Regime, run_dir: Path, dask: str | None = None) -> pd.DataF
             ctx = prepare(s, run_dir / f"n{n}", teacher, dask)
             try:
                 df = table3(ctx)
+                if figures is not None and n == fig_n:
+                    figure11(ctx, figures[0] / figure_dir(n, unl), figures[1])
             finally:
                 ctx.close()
             df.insert(0, "unlabeled", unl)
@@ -156,18 +173,20 @@ def run(quick: bool = False, out: Path | None = None, run_dir: Path | None = Non
         device: str = "auto", sizes: tuple[int, ...] | None = None,
         workers: tuple[int, ...] = (1, 4), dask: str | None = None,
         data_path: str | None = None, command: str | None = None,
-        regime: Regime | None = None) -> pd.DataFrame:
+        regime: Regime | None = None, figure_n: int | None = None) -> pd.DataFrame:
     """Measure the regime and write results/cocotune/regime[/quick]; returns Table 3.
 
     `regime` replaces the mode's settings (tests use a smaller one)."""
     import matplotlib.pyplot as plt
     r = regime or make_regime(quick, device, sizes, workers, data_path)
+    if figure_n is not None:
+        r = replace(r, figure_n=figure_n)
     out = Path(out) if out is not None else (OUT / "quick" if quick else OUT)
     run_dir = Path(run_dir) if run_dir is not None else \
         RUN_DIR / ("regime-quick" if quick else "regime")
     prov = provenance(command or f"python -m workbench.experiments.cocotune regime"
                       f"{' --quick' if quick else ''}", {**asdict(r)})
-    df = regime_table3(r, run_dir, dask)
+    df = regime_table3(r, run_dir, dask, figures=(out, prov))
     write_table(df, out / "table3", prov,
                 f"CoCo-Tune in the small-data regime: source classes {list(r.source)}, target "
                 f"classes {list(r.target)} with N labelled images per class")
