@@ -23,12 +23,11 @@ import numpy as np
 
 from workbench.provenance import REPO_ROOT, current_command, provenance
 
-PROBES = ("compute_probe", "memory_probe")
-
 
 def probes() -> dict[str, Callable[[], None]]:
     """The two fixed-work probes, single-threaded (a BLAS call would leave threads spinning
-    into the next subject's time): 4,000 multiply-adds over 4,096 floats held in L1, and a
+    into the next subject's time): 2,000 rounds of a multiply and an add over 4,096 floats held
+    in L1, and a
     32 MB copy."""
     rng = np.random.default_rng(0)
     a = rng.random(4096, dtype=np.float32)
@@ -114,10 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for label in a.models:
         for t in a.threads:
-            rows += measure(label, t, a.seconds, Path(a.tuning_log))
-            r = rows[-3]
-            print(f"{label} {t} thread(s): ours p90/p10 {r['p90_over_p10']:.3f}, memory probe "
-                  f"{rows[-1]['p90_over_p10']:.3f} (corr {rows[-1]['corr_with_ours']:.2f})")
+            new = {r["subject"]: r for r in measure(label, t, a.seconds, Path(a.tuning_log))}
+            rows += new.values()
+            mem = new["memory_probe"]
+            print(f"{label} {t} thread(s): ours p90/p10 {new['ours']['p90_over_p10']:.3f}, memory "
+                  f"probe {mem['p90_over_p10']:.3f} (corr {mem['corr_with_ours']:.2f})")
     prov = provenance(current_command(), {"models": a.models, "threads": a.threads,
                                           "seconds": a.seconds})
     out = Path(a.out)

@@ -9,30 +9,35 @@ import pytest
 
 from workbench.codegen.cuda.conv import check_schedule, conv_geometry
 from workbench.codegen.cuda.schedule import GpuSchedule
-from workbench.codegen.cuda.tune import (GPU_LOG_VERSION, GpuTuningLog, candidates, compile_all,
-                                         layer_signature)
+from workbench.codegen.cuda.tune import (GPU_LOG_VERSION, GpuTuningLog, compile_all,
+                                         default_schedule, layer_signature, neighbours,
+                                         random_points)
 from workbench.codegen.lr import conv_layer
 
 from ..helpers import pattern_pruned
 
 
-def test_candidates_start_with_the_default_and_all_run_the_layer() -> None:
+def test_the_walk_starts_from_the_default_and_every_schedule_runs_the_layer() -> None:
     rng = np.random.default_rng(0)
     layer = conv_layer(pattern_pruned(rng, 64, 32, 0.3), None, 1, 1, name="c", inputs=["x"])
-    cands = candidates(layer, (32, 28, 28), 24)
-    assert len(cands) == 24 and len(set(cands)) == 24
-    assert cands[0] == candidates(layer, (32, 28, 28), 1)[0]   # the default, first
     g = conv_geometry(layer, (32, 28, 28))
-    for s in cands:
-        check_schedule(g, s)        # raises if a candidate could not run
+    first = default_schedule(layer, (32, 28, 28))
+    near = neighbours(g, first)
+    fill = random_points(g, 24, {first, *near})
+    assert len(fill) == 24 and len(set(fill)) == 24
+    assert not set(fill) & {first, *near}             # the random fill repeats nothing timed
+    for s in [first, *near, *fill]:
+        check_schedule(g, s)        # raises if a schedule could not run
 
 
-def test_depthwise_candidates_keep_one_filter_group_per_block() -> None:
+def test_depthwise_schedules_keep_one_filter_group_per_block() -> None:
     rng = np.random.default_rng(1)
     layer = conv_layer(rng.standard_normal((32, 1, 3, 3)).astype(np.float32), None, 1, 1,
                        groups=32, name="dw", inputs=["x"])
-    cands = candidates(layer, (32, 14, 14), 16)
-    assert cands and all(s.groups == 1 and s.tile_f == 1 for s in cands)
+    g = conv_geometry(layer, (32, 14, 14))
+    first = default_schedule(layer, (32, 14, 14))
+    scheds = [*neighbours(g, first), *random_points(g, 16, {first})]
+    assert scheds and all(s.groups == 1 and s.tile_f == 1 for s in scheds)
 
 
 def test_the_log_replays_the_last_pick_of_this_version_and_card(tmp_path: Path) -> None:
@@ -105,7 +110,6 @@ def test_the_walk_finds_a_pair_of_knobs_that_pay_only_together(tmp_path: Path,
 
 
 def test_neighbours_change_one_knob_and_fit_the_layer() -> None:
-    from workbench.codegen.cuda.tune import default_schedule, neighbours
     rng = np.random.default_rng(2)
     layer = conv_layer(pattern_pruned(rng, 64, 32, 0.3), None, 1, 1, name="c", inputs=["x"])
     s = default_schedule(layer, (32, 14, 14))

@@ -7,9 +7,9 @@ graph by torch.cuda.graph: every launch made inside the capture is recorded.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np

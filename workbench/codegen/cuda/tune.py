@@ -1,9 +1,9 @@
-"""The GPU tuner: per conv layer, time a seeded sample of CONV_SPACE on the card, log every
-measurement, replay the pick.
+"""The GPU tuner: per conv layer, walk CONV_SPACE best-first from the default schedule on the
+card (tune_layer), log every measurement, replay the pick.
 
-Each candidate runs as a CUDA graph of `reps` back-to-back launches (so Python's launch cost,
-some 10 us a kernel, is not what is timed: many batch-1 layers take less), and the candidates
-of a layer are timed in turns, each turn's median kept. Records are JSON lines keyed by
+Each candidate runs as a CUDA graph of back-to-back launches (cuda.driver.time_graph: so
+Python's launch cost, some 10 us a kernel, is not what is timed; many batch-1 layers take
+less), and the candidates of a layer are timed in turns, each turn's median kept. Records are JSON lines keyed by
 (layer signature with batch size, target: architecture and card name); the tuner's choice
 is marked "pick" and replayed without measuring. The log lives in
 $WORKBENCH_CACHE/gpu_tuning.jsonl unless another path is given; a log worth keeping is
@@ -94,16 +94,6 @@ def default_schedule(layer: Layer, in_shape: tuple[int, ...]) -> GpuSchedule:
     g = conv_geometry(layer, in_shape)
     return fit_schedule(g, default_gpu_schedule(g.og, g.ho, g.wo, g.kh, g.kw, g.cg,
                                                 (g.kh, g.kw) == (1, 1)))
-
-
-def candidates(layer: Layer, in_shape: tuple[int, ...], trials: int, seed: int = 0
-               ) -> list[GpuSchedule]:
-    """Up to `trials` schedules that can run this layer: the default, then its neighbours
-    (one knob changed), then CONV_SPACE points in a seeded random order."""
-    g = conv_geometry(layer, in_shape)
-    first = default_schedule(layer, in_shape)
-    out = [first, *neighbours(g, first)][:trials]
-    return out + random_points(g, trials - len(out), set(out), seed)
 
 
 def random_points(g: Any, k: int, seen: set[GpuSchedule], seed: int = 0) -> list[GpuSchedule]:
