@@ -27,8 +27,7 @@ from workbench.provenance import REPO_ROOT, current_command, provenance
 def probes() -> dict[str, Callable[[], None]]:
     """The two fixed-work probes, single-threaded (a BLAS call would leave threads spinning
     into the next subject's time): 2,000 rounds of a multiply and an add over 4,096 floats held
-    in L1, and a
-    32 MB copy."""
+    in L1, and a 32 MB copy."""
     rng = np.random.default_rng(0)
     a = rng.random(4096, dtype=np.float32)
     acc = np.zeros_like(a)
